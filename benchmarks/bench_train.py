@@ -1,0 +1,233 @@
+"""Time one full training step (forward, backward, Adam) against PyTorch CPU.
+
+    python benchmarks/bench_train.py                    # seed net, batch 64, float32
+    python benchmarks/bench_train.py --reps 10 --threads 2
+
+Both sides run the same network on the same batch with the same number of threads,
+interleaved step by step in one process (these machines are shared and noisy, so
+only ratios from the same run mean anything). Prints medians, the ratio
+ours/PyTorch, a per-layer forward/backward breakdown of ours, and the peak RSS of
+each side measured in a fresh subprocess that runs only that side.
+PyTorch is optional: without it, only our timings are printed.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kernels, see blas_setup.py)
+import numpy as np
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=("seed",), default="seed")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--reps", type=int, default=7, help="timed steps per side (after 2 warm-up steps)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rss-child", choices=("ours", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
+    return p.parse_args()
+
+
+def seed_config():
+    from pixelcnn_np.models import make_config
+    return make_config("pixelcnn")
+
+
+def batch(n, seed=0):
+    """A batch of binary 28x28 images: real MNIST digits are not needed for timing,
+    but the pixels are made sparse like MNIST (about 13% ink)."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, 28, 28)) < 0.13).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------
+# ours
+# ----------------------------------------------------------------------------------
+
+def ours_setup(config, images):
+    from pixelcnn_np.adam import adam_init
+    from pixelcnn_np.models import get_model
+    model = get_model(config)
+    params = model.init_params(config, np.random.default_rng(0))
+    return {"model": model, "params": params, "opt": adam_init(params), "images": images, "config": config}
+
+
+def ours_step(s):
+    from pixelcnn_np.adam import adam_step
+    from pixelcnn_np.models import loss_and_grad, model_input
+    x = model_input(s["images"], s["config"])
+    logits, cache = s["model"].forward(s["params"], x, s["config"])
+    loss, dlogits = loss_and_grad(logits, s["images"], s["config"])
+    grads = s["model"].backward(dlogits, cache)
+    s["params"], s["opt"] = adam_step(s["params"], grads, s["opt"], 1e-3)
+    return loss
+
+
+def ours_layer_breakdown(config, images, reps=3):
+    """Median forward/backward seconds of each layer of the seed net (ours)."""
+    from pixelcnn_np.activations import relu_backward, relu_forward
+    from pixelcnn_np.conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
+    from pixelcnn_np.models import get_model, model_input
+    params = get_model(config).init_params(config, np.random.default_rng(0))
+    h = model_input(images, config)
+    rows = []
+    names = [f"conv{i}" for i in range(config["n_layers"] + 1)] + ["out"]
+    for name in names:
+        w, b = params[f"{name}.w"], params[f"{name}.b"]
+        if name == "out":
+            fwd = lambda: conv2d_forward(h, w, b)
+            bwd = lambda y, c: conv2d_backward(np.ones_like(y), c)
+        else:
+            mt = "A" if name == "conv0" else "B"
+            fwd = lambda: masked_conv2d_forward(h, w, b, mt)
+            bwd = lambda y, c: masked_conv2d_backward(np.ones_like(y), c, need_dx=(name != "conv0"))
+        tf, tb = [], []
+        for _ in range(reps + 1):
+            t0 = time.perf_counter()
+            y, c = fwd()
+            t1 = time.perf_counter()
+            bwd(y, c)
+            t2 = time.perf_counter()
+            tf.append(t1 - t0)
+            tb.append(t2 - t1)
+        rows.append((name, float(np.median(tf[1:])), float(np.median(tb[1:]))))
+        if name != "out":
+            h, _ = relu_forward(y)
+    return rows
+
+
+# ----------------------------------------------------------------------------------
+# PyTorch: the same network, masks applied by multiplying the weights (the usual way)
+# ----------------------------------------------------------------------------------
+
+def torch_setup(config, images):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    from pixelcnn_np.masks import causal_mask
+
+    class MaskedConv2d(nn.Conv2d):
+        def __init__(self, cin, cout, k, mask_type):
+            super().__init__(cin, cout, k, padding=k // 2)
+            self.register_buffer("mask", torch.tensor(causal_mask(k, mask_type), dtype=torch.float32))
+
+        def forward(self, x):
+            return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+    h, K, L = config["hidden"], config["kernel_size"], config["n_layers"]
+    layers = [MaskedConv2d(1, h, K, "A"), nn.ReLU()]
+    for _ in range(L):
+        layers += [MaskedConv2d(h, h, K, "B"), nn.ReLU()]
+    layers += [nn.Conv2d(h, 1, 1)]
+    net = nn.Sequential(*layers)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.tensor(images[:, None], dtype=torch.float32)
+    return {"net": net, "opt": opt, "x": x, "F": F}
+
+
+def torch_step(s):
+    s["opt"].zero_grad()
+    logits = s["net"](s["x"])
+    loss = s["F"].binary_cross_entropy_with_logits(logits, s["x"])
+    loss.backward()
+    s["opt"].step()
+    return loss.item()
+
+
+# ----------------------------------------------------------------------------------
+
+def peak_rss_mb():
+    """Peak resident memory of this process (VmHWM; ru_maxrss would carry over the
+    parent's peak across fork + exec on Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_child(side, args):
+    """Run a few steps of one side only and print its peak RSS in MB."""
+    config = seed_config()
+    images = batch(args.batch_size)
+    if side == "ours":
+        s = ours_setup(config, images)
+        for _ in range(3):
+            ours_step(s)
+    else:
+        import torch
+        torch.set_num_threads(args.threads)
+        s = torch_setup(config, images)
+        for _ in range(3):
+            torch_step(s)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+
+
+def measure_rss(side, args):
+    out = subprocess.run([sys.executable, __file__, "--rss-child", side, "--batch-size", str(args.batch_size),
+                          "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def main():
+    args = parse()
+    if args.rss_child:
+        return rss_child(args.rss_child, args)
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+        print("PyTorch is not installed: timing ours only (pip install torch==2.13.0 for the comparison)")
+    import numba
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+
+    config = seed_config()
+    images = batch(args.batch_size)
+    ours = ours_setup(config, images)
+    theirs = torch_setup(config, images) if torch else None
+    for _ in range(2):                                 # warm-up: Numba compilation, allocator
+        ours_step(ours)
+        if theirs:
+            torch_step(theirs)
+    t_ours, t_torch = [], []
+    for _ in range(args.reps):                         # interleaved, so both see the same noise
+        t0 = time.perf_counter()
+        ours_step(ours)
+        t_ours.append(time.perf_counter() - t0)
+        if theirs:
+            t0 = time.perf_counter()
+            torch_step(theirs)
+            t_torch.append(time.perf_counter() - t0)
+
+    print(f"{args.model} net, batch {args.batch_size}, float32, {args.threads} threads, {args.reps} reps; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}")
+    print(f"  ours    median {np.median(t_ours):.3f} s/step  (min {min(t_ours):.3f})")
+    if theirs:
+        print(f"  PyTorch median {np.median(t_torch):.3f} s/step  (min {min(t_torch):.3f}), torch {torch.__version__}")
+        print(f"  ratio ours/PyTorch = {np.median(t_ours) / np.median(t_torch):.3f}")
+    print("per-layer breakdown (ours, median seconds):")
+    print(f"  {'layer':8s} {'forward':>8s} {'backward':>9s}")
+    for name, f, b in ours_layer_breakdown(config, images):
+        print(f"  {name:8s} {f:8.4f} {b:9.4f}")
+    if not args.no_rss:
+        r_ours = measure_rss("ours", args)
+        line = f"peak RSS: ours {r_ours:.0f} MB"
+        if theirs:
+            r_torch = measure_rss("torch", args)
+            line += f", PyTorch {r_torch:.0f} MB, ratio {r_ours / r_torch:.2f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

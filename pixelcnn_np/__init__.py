@@ -1,0 +1,39 @@
+"""pixelcnn_np: PixelCNN written by hand in NumPy, with Numba for the hot loops.
+
+Every forward and backward pass is plain code you can read and step through:
+
+    masks.py        causal masks A and B
+    conv.py         masked convolution: NumPy reference + gather/GEMM engine
+    activations.py  ReLU, sigmoid, tanh, ELU, softmax (forward/backward pairs)
+    losses.py       binary and 256-way cross-entropy from logits (loss + gradient)
+    adam.py         Adam as a pure function over the parameter dict
+    pixelcnn.py     the seed PixelCNN: forward and backward written out
+    models.py       config, model input and loss shared by every model
+    train.py        the training loop and evaluation
+    sampling.py     raster-scan sampling
+    metrics.py      nats/pixel, nats/image, bits/dim, perplexity
+    data.py         MNIST: IDX parsing, download with checksums, binarization
+    checkpoint.py   atomic, versioned .npz checkpoints
+    plots.py        sample grids and training curves
+"""
+
+from . import blas_setup  # noqa: F401  (must run before numpy loads OpenBLAS; see blas_setup.py)
+from .activations import (
+    relu_backward, relu_forward, sigmoid, sigmoid_backward, sigmoid_forward, softmax,
+    softmax_backward, softmax_forward,
+)
+from .adam import adam_init, adam_step
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .conv import (
+    conv2d_backward, conv2d_backward_reference, conv2d_forward, conv2d_forward_reference,
+    masked_conv2d_backward, masked_conv2d_forward,
+)
+from .data import DataError, binarize, load_mnist
+from .losses import bce_with_logits, per_pixel_nll, softmax_cross_entropy
+from .masks import causal_mask, kept_taps
+from .metrics import nll_report
+from .models import MODELS, get_model, make_config, model_input
+from .sampling import sample_naive
+from .train import evaluate, training_steps
+
+__version__ = "0.1.0"

@@ -1,0 +1,158 @@
+"""Gated PixelCNN (van den Oord et al., 2016, "Conditional Image Generation with
+PixelCNN Decoders"): two stacks, gated units, no blind spot.
+
+The plain PixelCNN's stacked masked kernels never reach a wedge of earlier pixels above
+and to the right of p (the blind spot). The gated model splits the receptive field in two:
+
+* the **vertical stack** v sees every row above (over the kernel's width, growing with
+  depth), through K x K kernels masked to the rows <= the centre row (`vertical_mask`);
+  its features at row i depend on input rows <= i;
+* the **horizontal stack** h sees the current row to the left (`horizontal_mask`: type
+  A in layer 0, so no pixel sees itself; type B after), plus the vertical stack's
+  pre-activations *shifted down one row* through a 1x1 link, so it only receives rows < i.
+
+One layer l (channels h, kernel K, dilation d_l):
+
+    v_pre = conv_v(v)                              (N, 2h, H, W)   vertical mask
+    h_pre = conv_h(h) + link(shift_down(v_pre))    (N, 2h, H, W)   horizontal mask, 1x1 link
+    v'    = gate(v_pre)                            (N, h, H, W)    gate(a) = tanh(a1) * sigmoid(a2)
+    h'    = h + res(gate(h_pre))                   (N, h, H, W)    1x1, residual (layer 0: h' = gate(h_pre))
+
+and the head: logits = out(ELU(h_last)), a 1x1 conv to 1 logit (binary) or 256 (8-bit).
+Both stacks use the dilation d_l of their layer (the default 1, 2, 1, 4, 1, 2, 1 reaches
+far with 3x3 kernels). The output at p depends on exactly the pixels before p within reach:
+every earlier row within the vertical reach over the full horizontal reach, and the
+current row to the left.
+
+Gradients that meet are summed: at the residual (dh flows to both the skip and the
+branch) and at v_pre (it feeds both the next vertical layer, via the gate, and the link).
+"""
+
+import numpy as np
+
+from .activations import elu_backward, elu_forward, gate_backward, gate_forward
+from .conv import conv2d_backward, conv2d_forward
+from .masks import horizontal_mask, vertical_mask
+
+DEFAULTS = {
+    "model": "gated",
+    "hidden": 32,                         # h, channels of each stack
+    "dilations": [1, 2, 1, 4, 1, 2, 1],   # one layer per entry
+    "kernel_size": 3,                     # K, for both stacks
+    "pixels": "binary",
+    "height": 28,
+    "width": 28,
+}
+
+
+def out_channels(config):
+    return 1 if config["pixels"] == "binary" else 256
+
+
+def shift_down_forward(x):
+    """y[:, :, i] = x[:, :, i - 1], y[:, :, 0] = 0. x (N, C, H, W) -> y (N, C, H, W)."""
+    y = np.zeros_like(x)
+    y[:, :, 1:] = x[:, :, :-1]
+    return y
+
+
+def shift_down_backward(dy):
+    """dx[:, :, i] = dy[:, :, i + 1], dx[:, :, H - 1] = 0."""
+    dx = np.zeros_like(dy)
+    dx[:, :, :-1] = dy[:, :, 1:]
+    return dx
+
+
+def _masks(config, layer):
+    K = config["kernel_size"]
+    return vertical_mask(K), horizontal_mask(K, "A" if layer == 0 else "B")
+
+
+def param_shapes(config):
+    h, K, L = config["hidden"], config["kernel_size"], len(config["dilations"])
+    shapes = {}
+    for l in range(L):
+        cin = 1 if l == 0 else h
+        shapes[f"v{l}.w"], shapes[f"v{l}.b"] = (2 * h, cin, K, K), (2 * h,)
+        shapes[f"h{l}.w"], shapes[f"h{l}.b"] = (2 * h, cin, K, K), (2 * h,)
+        shapes[f"link{l}.w"], shapes[f"link{l}.b"] = (2 * h, 2 * h, 1, 1), (2 * h,)
+        if l > 0:
+            shapes[f"res{l}.w"], shapes[f"res{l}.b"] = (h, h, 1, 1), (h,)
+    shapes["out.w"], shapes["out.b"] = (out_channels(config), h, 1, 1), (out_channels(config),)
+    return shapes
+
+
+def init_params(config, rng, dtype=np.float32):
+    """Normal weights with variance 1 / (kept fan-in), masked taps zero, zero biases."""
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if name.endswith(".b"):
+            params[name] = np.zeros(shape, dtype=dtype)
+            continue
+        layer = name.split(".")[0]
+        mask = np.ones(shape[2:])
+        if layer[0] in "vh" and layer[1:].isdigit():
+            vmask, hmask = _masks(config, int(layer[1:]))
+            mask = vmask if layer[0] == "v" else hmask
+        w = rng.standard_normal(shape) * np.sqrt(1.0 / (shape[1] * mask.sum())) * mask
+        params[name] = w.astype(dtype)
+    return params
+
+
+def forward(params, x, config):
+    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache."""
+    dil = config["dilations"]
+    L = len(dil)
+    v, h = x, x
+    caches = []
+    for l in range(L):
+        vmask, hmask = _masks(config, l)
+        v_pre, c_v = conv2d_forward(v, params[f"v{l}.w"], params[f"v{l}.b"], vmask, dil[l])   # (N, 2h, H, W)
+        link, c_link = conv2d_forward(shift_down_forward(v_pre), params[f"link{l}.w"], params[f"link{l}.b"])
+        h_pre, c_h = conv2d_forward(h, params[f"h{l}.w"], params[f"h{l}.b"], hmask, dil[l])   # (N, 2h, H, W)
+        h_pre += link
+        g, c_gh = gate_forward(h_pre)                                                       # (N, h, H, W)
+        c_gv = None
+        if l < L - 1:                               # the last vertical output feeds nothing
+            v, c_gv = gate_forward(v_pre)                                                   # (N, h, H, W)
+        c_res = None
+        if l == 0:
+            h = g
+        else:
+            r, c_res = conv2d_forward(g, params[f"res{l}.w"], params[f"res{l}.b"])
+            h = h + r                                                                       # residual
+        caches.append((c_v, c_link, c_h, c_gh, c_gv, c_res))
+    e, c_elu = elu_forward(h)
+    logits, c_out = conv2d_forward(e, params["out.w"], params["out.b"])                     # (N, c_out, H, W)
+    return logits, (caches, c_elu, c_out)
+
+
+def backward(dlogits, cache, need_dx=False):
+    """dlogits (N, c_out, H, W) -> grads (keys of params; "x" too when need_dx)."""
+    caches, c_elu, c_out = cache
+    grads = {}
+    de, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)
+    dh = elu_backward(de, c_elu)                                   # (N, h, H, W)
+    dv = None                                                      # the last v feeds nothing
+    dx = 0
+    for l in range(len(caches) - 1, -1, -1):
+        c_v, c_link, c_h, c_gh, c_gv, c_res = caches[l]
+        if l == 0:
+            dg, dh_skip = dh, 0
+        else:
+            dg, grads[f"res{l}.w"], grads[f"res{l}.b"] = conv2d_backward(dh, c_res)
+            dh_skip = dh                                           # the residual's identity path
+        dh_pre = gate_backward(dg, c_gh)                           # (N, 2h, H, W)
+        dh_in, grads[f"h{l}.w"], grads[f"h{l}.b"] = conv2d_backward(dh_pre, c_h, need_dx=(l > 0 or need_dx))
+        dshift, grads[f"link{l}.w"], grads[f"link{l}.b"] = conv2d_backward(dh_pre, c_link)
+        dv_pre = shift_down_backward(dshift)                       # via the link ...
+        if dv is not None:
+            dv_pre += gate_backward(dv, c_gv)                      # ... plus via the vertical stack
+        dv, grads[f"v{l}.w"], grads[f"v{l}.b"] = conv2d_backward(dv_pre, c_v, need_dx=(l > 0 or need_dx))
+        if l > 0:
+            dh = dh_in + dh_skip                                   # gradients meeting: summed
+        else:
+            dx = (dh_in + dv) if need_dx else None                 # x feeds both stacks
+    if need_dx:
+        grads["x"] = dx
+    return grads

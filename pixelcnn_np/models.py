@@ -1,0 +1,80 @@
+"""What every model shares: its config, its input, its loss.
+
+A model is a module with four plain functions:
+
+    param_shapes(config)            -> {name: shape}
+    init_params(config, rng, dtype) -> params
+    forward(params, x, config)      -> (logits, cache)
+    backward(dlogits, cache)        -> grads   (same keys as params)
+
+`MODELS` maps the config's "model" name to that module; training, checkpoints and
+sampling take any model through these four functions and nothing else.
+
+A config is a plain JSON-serialisable dict (it is stored inside every checkpoint).
+"""
+
+import numpy as np
+
+from . import gated, pixelcnn
+from .losses import bce_with_logits, softmax_cross_entropy
+
+MODELS = {
+    "pixelcnn": pixelcnn,
+    "gated": gated,
+}
+
+PIXEL_TYPES = ("binary", "8bit")
+
+
+def get_model(config):
+    """The module implementing config["model"]."""
+    name = config.get("model")
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def make_config(model="pixelcnn", **overrides):
+    """The model's defaults updated with `overrides` (unknown keys are an error)."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+    config = dict(MODELS[model].DEFAULTS)
+    unknown = set(overrides) - set(config)
+    if unknown:
+        raise ValueError(f"unknown config key(s) for model {model!r}: {sorted(unknown)}; "
+                         f"known: {sorted(config)}")
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    validate_config(config)
+    return config
+
+
+def validate_config(config):
+    if config.get("pixels") not in PIXEL_TYPES:
+        raise ValueError(f"pixels must be one of {PIXEL_TYPES}, got {config.get('pixels')!r}")
+    for key in ("hidden", "n_layers", "kernel_size", "height", "width"):
+        if key in config:
+            v = config[key]
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if key == "n_layers" else 1):
+                raise ValueError(f"config[{key!r}] must be a positive integer, got {v!r}")
+    if "dilations" in config:
+        d = config["dilations"]
+        if (not isinstance(d, (list, tuple)) or not d
+                or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in d)):
+            raise ValueError(f"config['dilations'] must be a non-empty list of positive integers, got {d!r}")
+        config["dilations"] = [int(v) for v in d]
+    if "kernel_size" in config and config["kernel_size"] % 2 == 0:
+        raise ValueError(f"config['kernel_size'] must be odd, got {config['kernel_size']}")
+
+
+def model_input(images, config, dtype=np.float32):
+    """Pixels -> the network's input (N, 1, H, W): 0/1 for binary, value/255 for 8-bit."""
+    x = np.asarray(images)[:, None].astype(dtype)
+    return x if config["pixels"] == "binary" else x / np.dtype(dtype).type(255)
+
+
+def loss_and_grad(logits, images, config):
+    """Mean NLL in nats/pixel and d loss / d logits, for the config's pixel type.
+    images (N, H, W): 0/1 (binary) or 0..255 (8-bit) integers."""
+    if config["pixels"] == "binary":
+        return bce_with_logits(logits, np.asarray(images)[:, None])
+    return softmax_cross_entropy(logits, images)

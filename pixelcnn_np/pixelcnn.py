@@ -1,0 +1,99 @@
+"""The seed PixelCNN (van den Oord et al., 2016), forward and backward written out.
+
+    x (N, 1, H, W)
+    -> conv0: K x K mask-A conv, 1 -> h channels  -> ReLU       sees x_<p
+    -> conv1..convL: K x K mask-B conv, h -> h     -> ReLU       still only x_<p
+    -> out: 1 x 1 conv, h -> 1 logit (binary) or 256 logits (8-bit) per pixel
+
+Defaults: K = 7, h = 64, L = 6 (the seed network). Every parameter lives in one flat
+dict: "conv0.w" (h, 1, K, K), "conv0.b" (h,), ..., "out.w" (c_out, h, 1, 1), "out.b".
+
+The receptive field of this stack has a *blind spot*: stacking masks that never look
+right-and-up leaves a wedge of earlier pixels above and to the right that no path
+reaches. The gated model fixes that.
+"""
+
+import numpy as np
+
+from .activations import relu_backward, relu_forward
+from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
+
+DEFAULTS = {
+    "model": "pixelcnn",
+    "hidden": 64,        # h, channels of every hidden layer
+    "n_layers": 6,       # L, number of mask-B layers after the mask-A layer
+    "kernel_size": 7,    # K, for every masked layer
+    "pixels": "binary",  # "binary" (1 logit/pixel) or "8bit" (256 logits/pixel)
+    "height": 28,
+    "width": 28,
+}
+
+
+def out_channels(config):
+    return 1 if config["pixels"] == "binary" else 256
+
+
+def param_shapes(config):
+    """{name: shape} of every parameter, in the order the forward pass uses them."""
+    h, K, L = config["hidden"], config["kernel_size"], config["n_layers"]
+    shapes = {"conv0.w": (h, 1, K, K), "conv0.b": (h,)}
+    for i in range(1, L + 1):
+        shapes[f"conv{i}.w"] = (h, h, K, K)
+        shapes[f"conv{i}.b"] = (h,)
+    shapes["out.w"] = (out_channels(config), h, 1, 1)
+    shapes["out.b"] = (out_channels(config),)
+    return shapes
+
+
+def init_params(config, rng, dtype=np.float32):
+    """He-normal weights over the *kept* fan-in (masked taps are zero), zero biases."""
+    from .masks import causal_mask
+
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if name.endswith(".b"):
+            params[name] = np.zeros(shape, dtype=dtype)
+            continue
+        O, C, K, _ = shape
+        mask = np.ones((K, K)) if name == "out.w" else causal_mask(K, "A" if name == "conv0.w" else "B")
+        fan_in = C * mask.sum()
+        gain = 1.0 if name == "out.w" else 2.0               # ReLU layers: He, output: LeCun
+        w = rng.standard_normal(shape) * np.sqrt(gain / fan_in) * mask
+        params[name] = w.astype(dtype)
+    return params
+
+
+def forward(params, x, config):
+    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`."""
+    L = config["n_layers"]
+    caches = []
+    h, c = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")   # (N, h, H, W)
+    caches.append(c)
+    h, c = relu_forward(h)
+    caches.append(c)
+    for i in range(1, L + 1):
+        h, c = masked_conv2d_forward(h, params[f"conv{i}.w"], params[f"conv{i}.b"], "B")  # (N, h, H, W)
+        caches.append(c)
+        h, c = relu_forward(h)
+        caches.append(c)
+    logits, c = conv2d_forward(h, params["out.w"], params["out.b"])              # (N, c_out, H, W)
+    caches.append(c)
+    return logits, (caches, L)
+
+
+def backward(dlogits, cache, need_dx=False):
+    """dlogits (N, c_out, H, W) -> grads, a dict with the keys of params (and, with
+    need_dx, also "x": the gradient with respect to the input image, (N, 1, H, W)).
+    The chain rule, layer by layer, in reverse order of `forward`."""
+    caches, L = cache
+    caches = list(caches)                        # popped below; the caller's cache stays intact
+    grads = {}
+    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, caches.pop())   # (N, h, H, W)
+    for i in range(L, 0, -1):
+        dh = relu_backward(dh, caches.pop())
+        dh, grads[f"conv{i}.w"], grads[f"conv{i}.b"] = masked_conv2d_backward(dh, caches.pop())
+    dh = relu_backward(dh, caches.pop())
+    dx, grads["conv0.w"], grads["conv0.b"] = masked_conv2d_backward(dh, caches.pop(), need_dx=need_dx)
+    if need_dx:
+        grads["x"] = dx
+    return grads

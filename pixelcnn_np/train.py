@@ -1,0 +1,104 @@
+"""The training loop: batch -> forward -> loss -> backward -> Adam, and evaluation.
+
+`training_steps` is a generator: it performs one optimizer step and yields a
+`Step` describing the new state. Everything around the loop (progress bar,
+checkpoints, Ctrl-C, evaluation at epoch ends) lives with the caller, so the loop
+itself reads in one screen.
+
+Determinism (what makes `--resume` exact): the order of epoch e is a permutation
+drawn from `np.random.default_rng([seed, e])`, and dynamic binarization of batch b in
+epoch e draws from `np.random.default_rng([seed, e, b])`. Resuming at (epoch, batch)
+therefore replays exactly the batches an uninterrupted run would have seen.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .adam import adam_step
+from .data import binarize
+from .losses import per_pixel_nll
+from .models import get_model, loss_and_grad, model_input
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient became NaN or infinite."""
+
+
+@dataclass
+class Step:
+    """The state after one optimizer step."""
+    params: dict
+    opt_state: dict
+    loss: float          # training NLL of this batch, nats/pixel
+    epoch: int           # the epoch this step belongs to
+    batch: int           # batches of this epoch done (the next one to run on resume)
+    batches_per_epoch: int
+    step: int            # optimizer steps done in total
+
+
+def epoch_order(n, seed, epoch):
+    """The permutation of the n training images used in `epoch`."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def prepare_batch(raw, config, binarization, seed, epoch, batch):
+    """uint8 images (B, H, W) 0..255 -> pixels the model predicts (B, H, W)."""
+    if config["pixels"] == "8bit":
+        return raw
+    rng = np.random.default_rng([seed, epoch, batch]) if binarization == "dynamic" else None
+    return binarize(raw, binarization, rng=rng)
+
+
+def check_finite(loss, grads, step):
+    """Raise NonFiniteError naming the step and the first bad parameter."""
+    if not np.isfinite(loss):
+        raise NonFiniteError(f"step {step}: the loss is {loss}")
+    for name, g in grads.items():
+        if not np.isfinite(g).all():
+            raise NonFiniteError(f"step {step}: the gradient of {name!r} has non-finite values")
+
+
+def training_steps(params, opt_state, train_images, config, *, epochs, batch_size, lr, seed,
+                   binarization="threshold", start_epoch=0, start_batch=0, dtype=np.float32):
+    """Yield a `Step` after every Adam update, for `epochs` epochs.
+
+    train_images (N, H, W) uint8 0..255; lr a float or a function step -> float.
+    start_epoch/start_batch resume mid-way with the same data order.
+    """
+    model = get_model(config)
+    n = len(train_images)
+    per_epoch = -(-n // batch_size)                               # ceil(n / batch_size)
+    step = opt_state["t"]
+    for epoch in range(start_epoch, epochs):
+        order = epoch_order(n, seed, epoch)
+        for b in range(start_batch if epoch == start_epoch else 0, per_epoch):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            pixels = prepare_batch(train_images[idx], config, binarization, seed, epoch, b)  # (B, H, W)
+            x = model_input(pixels, config, dtype)                        # (B, 1, H, W)
+            logits, cache = model.forward(params, x, config)              # (B, c_out, H, W)
+            loss, dlogits = loss_and_grad(logits, pixels, config)
+            grads = model.backward(dlogits, cache)
+            check_finite(loss, grads, step + 1)
+            rate = lr(step) if callable(lr) else lr
+            params, opt_state = adam_step(params, grads, opt_state, rate)
+            step += 1
+            yield Step(params, opt_state, loss, epoch, b + 1, per_epoch, step)
+
+
+def evaluate(params, config, images, batch_size=500, progress=None):
+    """Mean test NLL in nats/pixel over `images` (N, H, W) uint8, binarized by
+    threshold for binary models (the test set is never resampled)."""
+    model = get_model(config)
+    dtype = next(iter(params.values())).dtype
+    total, count = 0.0, 0
+    for s in range(0, len(images), batch_size):
+        pixels = images[s:s + batch_size]
+        if config["pixels"] == "binary":
+            pixels = binarize(pixels, "threshold")
+        logits, _ = model.forward(params, model_input(pixels, config, dtype), config)
+        total += float(per_pixel_nll(logits, pixels, config["pixels"]).sum())
+        count += pixels.size
+        if progress is not None:
+            progress(s + len(pixels), len(images))
+    return total / count

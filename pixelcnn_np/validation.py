@@ -1,0 +1,40 @@
+"""Argument checks shared by the public functions.
+
+Every public layer validates its inputs here, in plain Python, *before* any Numba
+kernel runs, so a wrong shape or dtype gives a message naming the argument, the
+expected value and the actual value instead of a crash deep inside a kernel.
+"""
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def check_float_array(name, a, ndim=None):
+    """`a` must be a float32/float64 ndarray with `ndim` dimensions."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype.type not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape} ({a.ndim}-D)")
+
+
+def check_same_dtype(**arrays):
+    """All arrays must share one dtype (mixing float32 and float64 would silently upcast)."""
+    dtypes = {k: v.dtype for k, v in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{k}={v}" for k, v in dtypes.items())
+        raise TypeError(f"arrays must share one dtype, got {listed}")
+
+
+def check_finite(name, a):
+    if not np.isfinite(a).all():
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+
+
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
