@@ -1,7 +1,8 @@
 """Train a PixelCNN on MNIST with pixelcnn_np, on the CPU.
 
-    python examples/train_mnist.py                        # the seed PixelCNN, 1 epoch
-    python examples/train_mnist.py --epochs 10            # the seed recipe
+    python examples/train_mnist.py                        # Gated PixelCNN, 15 minutes
+    python examples/train_mnist.py --preset seed          # the seed PixelCNN recipe, 10 epochs
+    python examples/train_mnist.py --epochs 1             # the default model, one epoch
     python examples/train_mnist.py --max-steps 50 --eval-limit 500   # a quick look
     python examples/train_mnist.py --resume               # continue runs/mnist
 
@@ -34,7 +35,7 @@ from pixelcnn_np.sampling import sample_naive
 from pixelcnn_np.train import NonFiniteError, evaluate, training_steps
 
 # Settings that fix the data order: a resumed run must use the same ones.
-RUN_KEYS = ("batch_size", "seed", "binarize")
+RUN_KEYS = ("batch_size", "seed", "binarize", "schedule")
 
 
 def positive_int(text):
@@ -74,34 +75,96 @@ def odd_int(text):
     return v
 
 
+PRESETS = {
+    # The default: a Gated PixelCNN (no blind spot) trained against the clock, with the
+    # learning rate decayed to zero by a cosine over the wall-clock budget.
+    "default": {"model": "gated", "hidden": 32, "dilations": "1,2,1,4,1,2,1", "kernel_size": 3,
+                "lr": 3e-3, "batch_size": 64, "minutes": 15.0, "epochs": None, "schedule": "cosine"},
+    # The seed recipe of the design documents, exactly: 7x7 A + 6 x 7x7 B, 64 channels,
+    # Adam 1e-3, batch 64, 10 epochs, constant learning rate.
+    "seed": {"model": "pixelcnn", "hidden": 64, "layers": 6, "kernel_size": 7,
+             "lr": 1e-3, "batch_size": 64, "minutes": None, "epochs": 10, "schedule": "constant"},
+}
+
+
+def dilation_list(text):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return text
+
+
 def build_parser():
     p = argparse.ArgumentParser(
-        description="Train a hand-written NumPy PixelCNN on MNIST (CPU).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Train a hand-written NumPy PixelCNN on MNIST (CPU). Without flags: the default "
+                    "preset, a Gated PixelCNN trained for 15 minutes.",
+        epilog="Flags left unset take their value from --preset (shown in braces).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="default: gated, 3x3, 32 ch, dilations 1,2,1,4,1,2,1, Adam 3e-3 cosine over 15 min; "
+                        "seed: the seed PixelCNN recipe (7x7, 64 ch, 6 B layers, Adam 1e-3, 10 epochs)")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=1, help="epochs to train (in total, counting resumed ones)")
+    g.add_argument("--minutes", type=positive_float, default=None,
+                   help="wall-clock budget in minutes, including the final evaluation and samples {default: 15}")
+    g.add_argument("--epochs", type=positive_int, default=None,
+                   help="epochs to train, counting resumed ones; without --minutes, no time budget {seed: 10}")
     g.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimizer steps in total")
-    g.add_argument("--batch-size", type=positive_int, default=64)
-    g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
-    g.add_argument("--seed", type=non_negative_int, default=0, help="seed for init, data order and sampling")
+    g.add_argument("--batch-size", type=positive_int, default=None, help="{64}")
+    g.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate {default: 3e-3, seed: 1e-3}")
+    g.add_argument("--schedule", choices=("cosine", "constant"), default=None,
+                   help="cosine: decay the rate to 0 over the time budget (or over all epochs) {default: cosine, seed: constant}")
+    g.add_argument("--seed", type=non_negative_int, default=0, help="seed for init, data order and sampling (default 0)")
     g.add_argument("--binarize", choices=("threshold", "dynamic"), default="threshold",
-                   help="threshold: pixel/255 >= 0.5; dynamic: Bernoulli(pixel/255) resampled every batch")
+                   help="threshold: pixel/255 >= 0.5 (default); dynamic: Bernoulli(pixel/255) resampled every batch")
     g = p.add_argument_group("model")
+    g.add_argument("--model", choices=("pixelcnn", "gated"), default=None, help="{default: gated, seed: pixelcnn}")
     g.add_argument("--pixels", choices=("binary", "8bit"), default="binary",
-                   help="binary: sigmoid head on binarized MNIST; 8bit: 256-way softmax on raw pixels")
-    g.add_argument("--hidden", type=positive_int, default=64, help="channels of every hidden layer")
-    g.add_argument("--layers", type=non_negative_int, default=6, help="number of 7x7 mask-B layers after the mask-A layer")
-    g.add_argument("--kernel-size", type=odd_int, default=7, help="kernel size of the masked layers")
+                   help="binary: sigmoid head on binarized MNIST (default); 8bit: 256-way softmax on raw pixels")
+    g.add_argument("--hidden", type=positive_int, default=None, help="channels of every hidden layer {default: 32, seed: 64}")
+    g.add_argument("--layers", type=non_negative_int, default=None,
+                   help="pixelcnn: number of mask-B layers after the mask-A layer {seed: 6}")
+    g.add_argument("--dilations", type=dilation_list, default=None,
+                   help="gated: one layer per comma-separated dilation {default: 1,2,1,4,1,2,1}")
+    g.add_argument("--kernel-size", type=odd_int, default=None, help="kernel size of the masked layers {default: 3, seed: 7}")
     g = p.add_argument_group("input/output")
     g.add_argument("--data-dir", default=None,
                    help=f"folder with the four MNIST files (default: ${DATA_DIR_ENV}, else ./data, downloading if missing)")
-    g.add_argument("--out", default="runs/mnist", help="output folder")
+    g.add_argument("--out", default="runs/mnist", help="output folder (default runs/mnist)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    g.add_argument("--save-every", type=positive_int, default=100, help="checkpoint every N steps (and every epoch)")
-    g.add_argument("--eval-limit", type=positive_int, default=None, help="evaluate on the first N test images only")
-    g.add_argument("--n-samples", type=non_negative_int, default=16, help="digits to sample at the end (0: none)")
+    g.add_argument("--save-every", type=positive_int, default=100, help="checkpoint every N steps and every epoch (default 100)")
+    g.add_argument("--eval-limit", type=positive_int, default=None,
+                   help="evaluate on the first N test images only (with --minutes, epoch-end evaluations use "
+                        "2000 images unless this is set; the final one always uses all of them or N)")
+    g.add_argument("--n-samples", type=non_negative_int, default=16, help="digits to sample at the end (0: none; default 16)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     return p
+
+
+def resolve(args):
+    """Fill the unset flags from the preset; return (config, run settings)."""
+    preset = PRESETS[args.preset]
+    user_epochs, user_minutes = args.epochs is not None, args.minutes is not None
+    for key in ("minutes", "epochs", "batch_size", "lr", "schedule", "model", "hidden", "kernel_size"):
+        if getattr(args, key) is None:
+            setattr(args, key, preset.get(key))
+    if user_epochs and not user_minutes:
+        args.minutes = None                   # --epochs alone: train exactly that many epochs
+    if args.epochs is None:
+        args.epochs = 1000                    # a time budget alone: epochs are only an upper bound
+    model = args.model
+    if model == "pixelcnn":
+        config = make_config("pixelcnn", hidden=args.hidden, n_layers=args.layers if args.layers is not None else 6,
+                             kernel_size=args.kernel_size if args.kernel_size is not None else 7, pixels=args.pixels)
+    else:
+        dil = args.dilations or PRESETS["default"]["dilations"]
+        config = make_config("gated", hidden=args.hidden, dilations=[int(v) for v in dil.split(",")],
+                             kernel_size=args.kernel_size if args.kernel_size is not None else 3, pixels=args.pixels)
+    run = {"batch_size": args.batch_size, "seed": args.seed, "binarize": args.binarize, "lr": args.lr,
+           "schedule": args.schedule, "minutes": args.minutes, "epochs": args.epochs}
+    return config, run
 
 
 def atomic_write_text(path, text):
@@ -115,6 +178,20 @@ def atomic_write_text(path, text):
             os.remove(tmp)
 
 
+def cosine_rate(lr, frac):
+    """Cosine decay from lr at frac = 0 to 0 at frac = 1."""
+    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, frac))))
+
+
+def time_forward(params, config, n):
+    """Seconds for one forward pass on n images (to budget evaluation and sampling)."""
+    model = get_model(config)
+    x = np.zeros((n, 1, config["height"], config["width"]), dtype=np.float32)
+    t0 = time.perf_counter()
+    model.forward(params, x, config)
+    return time.perf_counter() - t0
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -122,10 +199,11 @@ def main(argv=None):
     ckpt_path = out / "checkpoint.npz"
     if args.resume and not ckpt_path.exists():
         parser.error(f"--resume: no checkpoint at {ckpt_path} (start without --resume, or set --out)")
-
-    config = make_config("pixelcnn", hidden=args.hidden, n_layers=args.layers,
-                         kernel_size=args.kernel_size, pixels=args.pixels)
-    run = {"batch_size": args.batch_size, "seed": args.seed, "binarize": args.binarize, "lr": args.lr}
+    try:
+        config, run = resolve(args)
+    except ValueError as e:
+        parser.error(str(e))
+    D = config["height"] * config["width"]
 
     try:
         data = load_mnist(args.data_dir)
@@ -135,6 +213,8 @@ def main(argv=None):
     train_images, test_images = data["train_images"], data["test_images"]
     if args.eval_limit:
         test_images = test_images[:args.eval_limit]
+    # With a time budget, epoch-end evaluations use a subset; the final one uses test_images.
+    epoch_test = test_images if (args.minutes is None or args.eval_limit) else test_images[:2000]
 
     model = get_model(config)
     history = {"step_loss": [], "epochs": []}
@@ -151,20 +231,45 @@ def main(argv=None):
         params, opt_state = saved.params, saved.opt_state
         start_epoch, start_batch = saved.meta["epoch"], saved.meta["batch"]
         history, elapsed0 = saved.meta["history"], saved.meta.get("elapsed", 0.0)
-        print(f"resuming {ckpt_path}: step {opt_state['t']}, epoch {start_epoch + 1}, batch {start_batch}")
+        print(f"resuming {ckpt_path}: step {opt_state['t']}, epoch {start_epoch + 1}, batch {start_batch}, "
+              f"{format_seconds(elapsed0)} already spent")
     else:
         params = model.init_params(config, np.random.default_rng(args.seed))
         opt_state = adam_init(params)
     n_params = sum(p.size for p in params.values())
-    print(f"model {config['model']}: {n_params:,} parameters; {len(train_images)} training images, "
-          f"batch {args.batch_size}, lr {args.lr}; writing to {out}")
+    per_epoch = -(-len(train_images) // args.batch_size)
+    budget = f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs"
+    print(f"model {config['model']} ({n_params:,} parameters), {budget}, batch {args.batch_size}, "
+          f"lr {args.lr:g} ({args.schedule}); {len(train_images)} training images; writing to {out}")
+
+    t_start = time.perf_counter()
+
+    def elapsed():
+        return elapsed0 + time.perf_counter() - t_start
+
+    # The training budget: the wall-clock budget minus what the final evaluation and
+    # sampling are expected to take (timed on this machine, now).
+    train_seconds = None
+    if args.minutes:
+        t_eval = time_forward(params, config, 500) * len(test_images) / 500
+        t_samples = time_forward(params, config, max(1, args.n_samples)) * D if args.n_samples else 0.0
+        train_seconds = args.minutes * 60 - 1.15 * (t_eval + t_samples) - 5
+        if train_seconds <= 0:
+            parser.error(f"--minutes {args.minutes:g} leaves no time to train (evaluation and sampling "
+                         f"alone take about {t_eval + t_samples:.0f} s)")
+    total_steps = args.epochs * per_epoch
+
+    def learning_rate(step):
+        if args.schedule == "constant":
+            return args.lr
+        frac = elapsed() / train_seconds if train_seconds else step / total_steps
+        return cosine_rate(args.lr, frac)
 
     state = {"params": params, "opt": opt_state, "epoch": start_epoch, "batch": start_batch}
-    t_start = time.perf_counter()
 
     def save():
         meta = {"epoch": state["epoch"], "batch": state["batch"], "run": run, "history": history,
-                "elapsed": elapsed0 + time.perf_counter() - t_start}
+                "elapsed": elapsed()}
         ckpt.save_checkpoint(ckpt_path, state["params"], config, state["opt"], meta)
 
     def on_sigterm(signum, frame):
@@ -172,26 +277,27 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_sigterm)
 
     out.mkdir(parents=True, exist_ok=True)
-    per_epoch = -(-len(train_images) // args.batch_size)
     bar = None
     try:
         steps = training_steps(params, opt_state, train_images, config, epochs=args.epochs,
-                               batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               batch_size=args.batch_size, lr=learning_rate, seed=args.seed,
                                binarization=args.binarize, start_epoch=start_epoch, start_batch=start_batch)
         for s in steps:
             if bar is None:
-                bar = Progress(per_epoch, f"epoch {s.epoch + 1}/{args.epochs}", enabled=not args.no_progress)
+                label = f"epoch {s.epoch + 1}" + ("" if args.minutes else f"/{args.epochs}")
+                bar = Progress(per_epoch, label, enabled=not args.no_progress)
             state.update(params=s.params, opt=s.opt_state, epoch=s.epoch, batch=s.batch)
             history["step_loss"].append((s.step, s.loss))
             bar.update(s.batch, loss=s.loss)
             end_of_epoch = s.batch == s.batches_per_epoch
-            stop = args.max_steps is not None and s.step >= args.max_steps
+            stop = ((args.max_steps is not None and s.step >= args.max_steps)
+                    or (train_seconds is not None and elapsed() >= train_seconds))
             if end_of_epoch:
                 bar.close()
                 bar = None
                 state.update(epoch=s.epoch + 1, batch=0)
-                record_epoch(history, s, params=s.params, config=config, test_images=test_images,
-                             epoch_seconds=time.perf_counter() - t_start + elapsed0, no_progress=args.no_progress)
+                if not stop:
+                    record_epoch(history, s, s.params, config, epoch_test, elapsed(), args.no_progress)
                 save()
                 atomic_write_text(out / "metrics.json", json.dumps(metrics_doc(config, run, history), indent=1))
             elif s.step % args.save_every == 0 or stop:
@@ -213,29 +319,40 @@ def main(argv=None):
     if bar is not None:
         bar.close()
 
+    # Final evaluation on every test image (or --eval-limit of them).
     params = state["params"]
-    if not history["epochs"] or history["epochs"][-1]["step"] != state["opt"]["t"]:
-        # stopped mid-epoch (--max-steps): evaluate where we stopped
-        test = evaluate(params, config, test_images)
-        recent = [v for _, v in history["step_loss"][-100:]]
-        history["epochs"].append({"epoch": state["epoch"] + state["batch"] / per_epoch, "step": state["opt"]["t"],
-                                  "train": float(np.mean(recent)), "test": test,
-                                  "seconds": elapsed0 + time.perf_counter() - t_start})
-        print(f"test: {format_report(nll_report(test, 28 * 28))}")
+    ebar = Progress(len(test_images), "test", enabled=not args.no_progress)
+    test = evaluate(params, config, test_images, progress=lambda d, t: ebar.update(d))
+    ebar.close()
+    step = state["opt"]["t"]
+    recent = [v for st, v in history["step_loss"] if st > step - per_epoch]
+    final = {"epoch": round(state["epoch"] + state["batch"] / per_epoch, 3), "step": step,
+             "train": float(np.mean(recent)) if recent else float("nan"), "test": test,
+             "seconds": elapsed(), "final": True, "test_images": len(test_images)}
+    history["epochs"] = [e for e in history["epochs"] if e["step"] != step] + [final]
     save()
     atomic_write_text(out / "metrics.json", json.dumps(metrics_doc(config, run, history), indent=1))
     save_figure(loss_curve_figure(history), out / "loss_curve.png")
     if args.n_samples:
-        sbar = Progress(28 * 28, f"sampling {args.n_samples}", enabled=not args.no_progress)
+        sbar = Progress(D, f"sampling {args.n_samples}", enabled=not args.no_progress)
         imgs = sample_naive(params, config, args.n_samples, np.random.default_rng(args.seed),
                             progress=lambda d, t: sbar.update(d))
         sbar.close()
         save_figure(samples_figure(imgs, f"{args.n_samples} samples (naive raster scan)",
                                    vmax=1 if config["pixels"] == "binary" else 255), out / "samples.png")
-    final = history["epochs"][-1]
-    print(f"done: {state['opt']['t']} steps in {format_seconds(final['seconds'])}; "
-          f"test {format_report(nll_report(final['test'], 28 * 28))}")
+    print_table(history, D)
+    print(f"done: {step} steps, {format_seconds(elapsed())} wall time; "
+          f"test {format_report(nll_report(test, D))}")
     return 0
+
+
+def print_table(history, D):
+    print(f"{'epoch':>7s} {'step':>6s} {'time':>8s} {'train nats/px':>13s} {'test nats/px':>12s} "
+          f"{'test bits/dim':>13s} {'test nats/img':>13s}")
+    for e in history["epochs"]:
+        r = nll_report(e["test"], D)
+        print(f"{e['epoch']:7.3g} {e['step']:6d} {format_seconds(e['seconds']):>8s} {e['train']:13.4f} "
+              f"{r['nats_per_pixel']:12.4f} {r['bits_per_dim']:13.4f} {r['nats_per_image']:13.2f}")
 
 
 def record_epoch(history, s, params, config, test_images, epoch_seconds, no_progress):
@@ -247,13 +364,16 @@ def record_epoch(history, s, params, config, test_images, epoch_seconds, no_prog
     train = float(np.mean([v for st, v in history["step_loss"] if st > first]))
     history["epochs"].append({"epoch": s.epoch + 1, "step": s.step, "train": train, "test": test,
                               "seconds": epoch_seconds})
-    print(f"epoch {s.epoch + 1}: train {format_report(nll_report(train, 28 * 28))}")
-    print(f"epoch {s.epoch + 1}: test  {format_report(nll_report(test, 28 * 28))} "
-          f"[{format_seconds(epoch_seconds)} elapsed]")
+    D = config["height"] * config["width"]
+    history["epochs"][-1]["test_images"] = len(test_images)
+    print(f"epoch {s.epoch + 1}: train {format_report(nll_report(train, D))}")
+    print(f"epoch {s.epoch + 1}: test  {format_report(nll_report(test, D))} "
+          f"({len(test_images)} images) [{format_seconds(epoch_seconds)} elapsed]")
 
 
 def metrics_doc(config, run, history):
-    rows = [dict(e, **{f"test_{k}": v for k, v in nll_report(e["test"], 28 * 28).items()}) for e in history["epochs"]]
+    D = config["height"] * config["width"]
+    rows = [dict(e, **{f"test_{k}": v for k, v in nll_report(e["test"], D).items()}) for e in history["epochs"]]
     return {"config": config, "run": run, "epochs": rows}
 
 

@@ -1,0 +1,136 @@
+"""The same models as ordinary PyTorch modules, and back: `to_torch` / `from_torch`.
+
+PyTorch is an optional extra (`pip install torch==2.13.0`, CPU build); it is imported
+only when a function here is called. The modules are written the way a PyTorch user
+would write them (nn.Conv2d with a registered mask buffer, nn.Sequential-like
+forward), so they double as an independent implementation to check ours against:
+same parameters in, same logits and gradients out.
+
+    module = to_torch(params, config)             # nn.Module, float32 or float64 as params
+    params2, config2 = from_torch(module)         # bit-identical arrays, same config
+"""
+
+import copy
+
+import numpy as np
+
+from .masks import causal_mask, horizontal_mask, vertical_mask
+
+_CLASSES = {}
+
+
+def _classes():
+    """Define the nn.Module classes on first use (so importing this file needs no torch)."""
+    if _CLASSES:
+        return _CLASSES
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class MaskedConv2d(nn.Conv2d):
+        """nn.Conv2d whose weight is multiplied by a fixed 0/1 mask in every forward."""
+
+        def __init__(self, cin, cout, mask, dilation=1):
+            k = mask.shape[0]
+            super().__init__(cin, cout, k, padding=dilation * (k // 2), dilation=dilation)
+            self.register_buffer("mask", torch.tensor(np.asarray(mask, dtype=np.float32)))
+
+        def forward(self, x):
+            return F.conv2d(x, self.weight * self.mask.to(self.weight.dtype), self.bias,
+                            padding=self.padding, dilation=self.dilation)
+
+    class PixelCNN(nn.Module):
+        """7x7 mask A -> ReLU -> L x (7x7 mask B -> ReLU) -> 1x1."""
+
+        def __init__(self, config):
+            super().__init__()
+            self.config = dict(config)
+            h, K, L = config["hidden"], config["kernel_size"], config["n_layers"]
+            cout = 1 if config["pixels"] == "binary" else 256
+            self.convs = nn.ModuleList([MaskedConv2d(1, h, causal_mask(K, "A"))] +
+                                       [MaskedConv2d(h, h, causal_mask(K, "B")) for _ in range(L)])
+            self.out = nn.Conv2d(h, cout, 1)
+
+        def forward(self, x):
+            for conv in self.convs:
+                x = F.relu(conv(x))
+            return self.out(x)
+
+    def gate(a):
+        a1, a2 = a.chunk(2, dim=1)
+        return torch.tanh(a1) * torch.sigmoid(a2)
+
+    def shift_down(x):
+        return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
+
+    class GatedLayer(nn.Module):
+        def __init__(self, cin, h, K, dilation, first):
+            super().__init__()
+            self.first = first
+            self.v = MaskedConv2d(cin, 2 * h, vertical_mask(K), dilation)
+            self.h = MaskedConv2d(cin, 2 * h, horizontal_mask(K, "A" if first else "B"), dilation)
+            self.link = nn.Conv2d(2 * h, 2 * h, 1)
+            self.res = None if first else nn.Conv2d(h, h, 1)
+
+        def forward(self, v, h):
+            v_pre = self.v(v)
+            h_pre = self.h(h) + self.link(shift_down(v_pre))
+            h_new = gate(h_pre) if self.first else h + self.res(gate(h_pre))
+            return gate(v_pre), h_new
+
+    class GatedPixelCNN(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.config = dict(config)
+            h, K = config["hidden"], config["kernel_size"]
+            cout = 1 if config["pixels"] == "binary" else 256
+            self.layers = nn.ModuleList([GatedLayer(1 if i == 0 else h, h, K, d, i == 0)
+                                         for i, d in enumerate(config["dilations"])])
+            self.out = nn.Conv2d(h, cout, 1)
+
+        def forward(self, x):
+            v, h = x, x
+            for layer in self.layers:
+                v, h = layer(v, h)
+            return self.out(F.elu(h))
+
+    _CLASSES.update(PixelCNN=PixelCNN, GatedPixelCNN=GatedPixelCNN)
+    return _CLASSES
+
+
+def _name_map(config):
+    """Our parameter names -> the torch module's state_dict names."""
+    if config["model"] == "pixelcnn":
+        m = {}
+        for i in range(config["n_layers"] + 1):
+            m[f"conv{i}.w"], m[f"conv{i}.b"] = f"convs.{i}.weight", f"convs.{i}.bias"
+    elif config["model"] == "gated":
+        m = {}
+        for i in range(len(config["dilations"])):
+            for part in ("v", "h", "link") + (("res",) if i > 0 else ()):
+                m[f"{part}{i}.w"], m[f"{part}{i}.b"] = f"layers.{i}.{part}.weight", f"layers.{i}.{part}.bias"
+    else:
+        raise ValueError(f"to_torch does not know model {config['model']!r} yet")
+    m["out.w"], m["out.b"] = "out.weight", "out.bias"
+    return m
+
+
+def to_torch(params, config):
+    """An nn.Module computing the same logits as our forward(params, x, config)."""
+    import torch
+    cls = _classes()["PixelCNN" if config["model"] == "pixelcnn" else "GatedPixelCNN"]
+    dtype = next(iter(params.values())).dtype
+    module = cls(config).to(torch.float64 if dtype == np.float64 else torch.float32)
+    state = module.state_dict()
+    for ours, theirs in _name_map(config).items():
+        state[theirs] = torch.from_numpy(np.array(params[ours], copy=True))
+    module.load_state_dict(state)
+    return module
+
+
+def from_torch(module):
+    """(params, config) of a module built by `to_torch` (or trained from one)."""
+    config = copy.deepcopy(module.config)
+    state = module.state_dict()
+    params = {ours: state[theirs].detach().cpu().numpy().copy() for ours, theirs in _name_map(config).items()}
+    return params, config
