@@ -31,8 +31,12 @@ from pixelcnn_np.metrics import format_report, nll_report
 from pixelcnn_np.models import get_model, make_config
 from pixelcnn_np.plots import loss_curve_figure, samples_figure, save_figure
 from pixelcnn_np.progress import Progress, format_seconds
-from pixelcnn_np.sampling import sample_naive
+from pixelcnn_np.sampling import sample_cached
 from pixelcnn_np.train import NonFiniteError, evaluate, training_steps
+
+# Test images per forward pass when evaluating (memory grows with it: the forward pass
+# keeps its caches; 100 keeps the peak near that of a training step).
+EVAL_BATCH = 100
 
 # Settings that fix the data order: a resumed run must use the same ones.
 RUN_KEYS = ("batch_size", "seed", "binarize", "schedule")
@@ -132,6 +136,7 @@ def build_parser():
     g = p.add_argument_group("input/output")
     g.add_argument("--data-dir", default=None,
                    help=f"folder with the four MNIST files (default: ${DATA_DIR_ENV}, else ./data, downloading if missing)")
+    g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
     g.add_argument("--out", default="runs/mnist", help="output folder (default runs/mnist)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     g.add_argument("--save-every", type=positive_int, default=100, help="checkpoint every N steps and every epoch (default 100)")
@@ -184,12 +189,23 @@ def cosine_rate(lr, frac):
 
 
 def time_forward(params, config, n):
-    """Seconds for one forward pass on n images (to budget evaluation and sampling)."""
+    """Seconds for one forward pass on n images (second of two calls: the first one
+    pays for loading compiled kernels and first-touch memory)."""
     model = get_model(config)
     x = np.zeros((n, 1, config["height"], config["width"]), dtype=np.float32)
+    model.forward(params, x, config)
     t0 = time.perf_counter()
     model.forward(params, x, config)
     return time.perf_counter() - t0
+
+
+def time_sampling(params, config, n):
+    """Seconds the cached sampler takes for n images (timed on 2 rows, scaled)."""
+    H, W = config["height"], config["width"]
+    t0 = time.perf_counter()
+    sample_cached(params, config, n, np.random.default_rng(0), images=np.zeros((n, H, W), np.uint8),
+                  start=(H - 2) * W)
+    return (time.perf_counter() - t0) * H / 2
 
 
 def main(argv=None):
@@ -206,7 +222,7 @@ def main(argv=None):
     D = config["height"] * config["width"]
 
     try:
-        data = load_mnist(args.data_dir)
+        data = load_mnist(args.data_dir, download=not args.no_download)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -251,9 +267,11 @@ def main(argv=None):
     # sampling are expected to take (timed on this machine, now).
     train_seconds = None
     if args.minutes:
-        t_eval = time_forward(params, config, 500) * len(test_images) / 500
-        t_samples = time_forward(params, config, max(1, args.n_samples)) * D if args.n_samples else 0.0
-        train_seconds = args.minutes * 60 - 1.15 * (t_eval + t_samples) - 5
+        t_eval = time_forward(params, config, EVAL_BATCH) * len(test_images) / EVAL_BATCH
+        t_samples = time_sampling(params, config, args.n_samples) if args.n_samples else 0.0
+        train_seconds = args.minutes * 60 - elapsed() - 1.1 * (t_eval + t_samples) - 10
+        print(f"time budget: {train_seconds / 60:.1f} min of training, then about {t_eval:.0f} s of "
+              f"evaluation and {t_samples:.0f} s of sampling")
         if train_seconds <= 0:
             parser.error(f"--minutes {args.minutes:g} leaves no time to train (evaluation and sampling "
                          f"alone take about {t_eval + t_samples:.0f} s)")
@@ -322,7 +340,7 @@ def main(argv=None):
     # Final evaluation on every test image (or --eval-limit of them).
     params = state["params"]
     ebar = Progress(len(test_images), "test", enabled=not args.no_progress)
-    test = evaluate(params, config, test_images, progress=lambda d, t: ebar.update(d))
+    test = evaluate(params, config, test_images, batch_size=EVAL_BATCH, progress=lambda d, t: ebar.update(d))
     ebar.close()
     step = state["opt"]["t"]
     recent = [v for st, v in history["step_loss"] if st > step - per_epoch]
@@ -335,10 +353,10 @@ def main(argv=None):
     save_figure(loss_curve_figure(history), out / "loss_curve.png")
     if args.n_samples:
         sbar = Progress(D, f"sampling {args.n_samples}", enabled=not args.no_progress)
-        imgs = sample_naive(params, config, args.n_samples, np.random.default_rng(args.seed),
-                            progress=lambda d, t: sbar.update(d))
+        imgs = sample_cached(params, config, args.n_samples, np.random.default_rng(args.seed),
+                             progress=lambda d, t: sbar.update(d))
         sbar.close()
-        save_figure(samples_figure(imgs, f"{args.n_samples} samples (naive raster scan)",
+        save_figure(samples_figure(imgs, f"{args.n_samples} samples (raster scan, cached)",
                                    vmax=1 if config["pixels"] == "binary" else 255), out / "samples.png")
     print_table(history, D)
     print(f"done: {step} steps, {format_seconds(elapsed())} wall time; "
@@ -358,7 +376,7 @@ def print_table(history, D):
 def record_epoch(history, s, params, config, test_images, epoch_seconds, no_progress):
     """Evaluate at the end of an epoch, print the row, append it to the history."""
     ebar = Progress(len(test_images), "  test", enabled=not no_progress)
-    test = evaluate(params, config, test_images, progress=lambda d, t: ebar.update(d))
+    test = evaluate(params, config, test_images, batch_size=EVAL_BATCH, progress=lambda d, t: ebar.update(d))
     ebar.close()
     first = s.step - s.batches_per_epoch
     train = float(np.mean([v for st, v in history["step_loss"] if st > first]))

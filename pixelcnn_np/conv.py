@@ -293,3 +293,63 @@ def masked_conv2d_backward(dy, cache, need_dx=True):
     """Gradients of `masked_conv2d_forward`: dy (N, O, H, W) -> (dx, dw, db).
     dw is zero at every masked tap."""
     return conv2d_backward(dy, cache, need_dx=need_dx)
+
+
+# ----------------------------------------------------------------------------------
+# One output row segment at a time: what fast (cached) sampling needs
+# ----------------------------------------------------------------------------------
+
+def conv2d_row_reference(x, w, b, mask, dilation, i, j0, j1):
+    """Slow, obvious: the output of the masked correlation at row i, columns j0..j1-1.
+    x (N, C, H, W) -> y (N, O, j1 - j0). Positions outside the image read zero."""
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    y = np.zeros((N, O, j1 - j0), dtype=np.result_type(x, w)) + b[None, :, None]
+    for ky, kx in kept_taps(mask):
+        ii = i + dilation * (ky - KH // 2)
+        if not 0 <= ii < H:
+            continue
+        for j in range(j0, j1):
+            jj = j + dilation * (kx - KW // 2)
+            if 0 <= jj < W:
+                y[:, :, j - j0] += x[:, :, ii, jj] @ w[:, :, ky, kx].T        # (N, C) @ (C, O)
+    return y
+
+
+@njit(cache=True)
+def _gather_row_kernel(x, off_y, off_x, i, j0, j1, cols):
+    """cols[n * J + (j - j0), c * T + t] = x[n, c, i + off_y[t], j + off_x[t]] (0 outside).
+    x (N, C, H, W) -> cols (N * J, C * T) with J = j1 - j0."""
+    N, C, H, W = x.shape
+    T = off_y.shape[0]
+    J = j1 - j0
+    for n in range(N):
+        for j in range(j0, j1):
+            r = n * J + (j - j0)
+            for c in range(C):
+                for t in range(T):
+                    ii = i + off_y[t]
+                    jj = j + off_x[t]
+                    inside = 0 <= ii < H and 0 <= jj < W
+                    cols[r, c * T + t] = x[n, c, ii, jj] if inside else 0
+    return cols
+
+
+def conv2d_row(x, w, b, mask, dilation, i, j0, j1):
+    """Fast twin of `conv2d_row_reference`: gather the kept taps of the J = j1 - j0
+    output positions (Numba), then one GEMM. x (N, C, H, W) -> (N, O, J).
+
+    Arguments are trusted (this runs ~800 times per layer while sampling an image);
+    the samplers pass arrays the model's own forward pass has already validated.
+    """
+    N, C, H, W = x.shape
+    O, _, KH, KW = w.shape
+    taps = kept_taps(mask)
+    J = j1 - j0
+    if len(taps) == 0:
+        return np.zeros((N, O, J), dtype=x.dtype) + b[None, :, None]
+    off_y, off_x = _tap_offsets(taps, dilation, KH, KW)
+    cols = _gather_row_kernel(x, off_y, off_x, i, j0, j1, np.empty((N * J, C * len(taps)), dtype=x.dtype))
+    wk = w[:, :, taps[:, 0], taps[:, 1]].reshape(O, -1)                     # (O, C*T)
+    y = cols @ wk.T + b                                                       # (N*J, O)
+    return y.reshape(N, J, O).transpose(0, 2, 1)

@@ -20,9 +20,13 @@ One layer l (channels h, kernel K, dilation d_l):
 
 and the head: logits = out(ELU(h_last)), a 1x1 conv to 1 logit (binary) or 256 (8-bit).
 Both stacks use the dilation d_l of their layer (the default 1, 2, 1, 4, 1, 2, 1 reaches
-far with 3x3 kernels). The output at p depends on exactly the pixels before p within reach:
-every earlier row within the vertical reach over the full horizontal reach, and the
-current row to the left.
+far with 3x3 kernels). Receptive field, with K = 3 and S = sum of the dilations: the
+output at p = (i, j) depends on every pixel of rows i - S - 1 .. i - 1 in columns
+j - S .. j + S, and on row i at columns j - S .. j - 1: exactly the earlier pixels within
+reach, no blind spot (tests/test_gated.py derives this region symbolically and compares
+it with the non-zero entries of our input gradient). That holds when the dilations leave
+no gaps, as the default does; a first dilation above 1, for instance, skips the pixel
+just left of p.
 
 Gradients that meet are summed: at the residual (dh flows to both the skip and the
 branch) and at v_pre (it feeds both the next vertical layer, via the gate, and the link).
@@ -156,3 +160,58 @@ def backward(dlogits, cache, need_dx=False):
     if need_dx:
         grads["x"] = dx
     return grads
+
+
+# ----------------------------------------------------------------------------------
+# Fast (cached) sampling
+# ----------------------------------------------------------------------------------
+# The horizontal stack at (i, j) needs: the horizontal maps of the layer below at
+# (i, <= j), and the vertical pre-activations of row i - 1 (through the shift). The
+# vertical stack at row i reads input row i at columns to the *right* of j too, so it
+# can only be computed once row i is complete: `sampler_row_done` does that, a whole
+# row per layer at a time.
+
+def sampler_init(params, config, n, dtype):
+    h, H, W, L = config["hidden"], config["height"], config["width"], len(config["dilations"])
+    return {
+        "v_pre": [np.zeros((n, 2 * h, H, W), dtype=dtype) for _ in range(L)],   # vertical, before the gate
+        "v": [np.zeros((n, h, H, W), dtype=dtype) for _ in range(L)],           # vertical, gated
+        "h": [np.zeros((n, h, H, W), dtype=dtype) for _ in range(L)],           # horizontal outputs
+    }
+
+
+def sampler_logits(params, state, x, i, j, config):
+    """Logits (n, c_out) at (i, j); fills the horizontal maps at (i, j)."""
+    from .conv import conv2d_row
+
+    dil = config["dilations"]
+    h_in = x
+    for l in range(len(dil)):
+        _, hmask = _masks(config, l)
+        h_pre = conv2d_row(h_in, params[f"h{l}.w"], params[f"h{l}.b"], hmask, dil[l], i, j, j + 1)[:, :, 0]
+        above = state["v_pre"][l][:, :, i - 1, j] if i > 0 else np.zeros_like(h_pre)   # shift_down
+        h_pre = h_pre + above @ params[f"link{l}.w"][:, :, 0, 0].T + params[f"link{l}.b"]  # (n, 2h)
+        g, _ = gate_forward(h_pre[:, :, None, None])
+        g = g[:, :, 0, 0]                                                                # (n, h)
+        if l > 0:
+            g = h_in[:, :, i, j] + g @ params[f"res{l}.w"][:, :, 0, 0].T + params[f"res{l}.b"]
+        state["h"][l][:, :, i, j] = g
+        h_in = state["h"][l]
+    e, _ = elu_forward(h_in[:, :, i, j])
+    return e @ params["out.w"][:, :, 0, 0].T + params["out.b"]                           # (n, c_out)
+
+
+def sampler_row_done(params, state, x, i, config):
+    """Row i of x is complete: compute the vertical stack on row i, layer by layer."""
+    from .conv import conv2d_row
+
+    dil = config["dilations"]
+    W = config["width"]
+    v_in = x
+    for l in range(len(dil)):
+        vmask, _ = _masks(config, l)
+        v_pre = conv2d_row(v_in, params[f"v{l}.w"], params[f"v{l}.b"], vmask, dil[l], i, 0, W)  # (n, 2h, W)
+        state["v_pre"][l][:, :, i, :] = v_pre
+        g, _ = gate_forward(v_pre[:, :, None, :])
+        state["v"][l][:, :, i, :] = g[:, :, 0, :]
+        v_in = state["v"][l]

@@ -15,12 +15,14 @@ A config is a plain JSON-serialisable dict (it is stored inside every checkpoint
 
 import numpy as np
 
-from . import gated, pixelcnn
+from . import dilated, gated, pixelcnn, residual
 from .losses import bce_with_logits, softmax_cross_entropy
 
 MODELS = {
     "pixelcnn": pixelcnn,
     "gated": gated,
+    "residual": residual,
+    "dilated": dilated,
 }
 
 PIXEL_TYPES = ("binary", "8bit")
@@ -51,7 +53,7 @@ def make_config(model="pixelcnn", **overrides):
 def validate_config(config):
     if config.get("pixels") not in PIXEL_TYPES:
         raise ValueError(f"pixels must be one of {PIXEL_TYPES}, got {config.get('pixels')!r}")
-    for key in ("hidden", "n_layers", "kernel_size", "height", "width"):
+    for key in ("hidden", "n_layers", "n_blocks", "kernel_size", "first_kernel_size", "height", "width"):
         if key in config:
             v = config[key]
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if key == "n_layers" else 1):
@@ -62,8 +64,9 @@ def validate_config(config):
                 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in d)):
             raise ValueError(f"config['dilations'] must be a non-empty list of positive integers, got {d!r}")
         config["dilations"] = [int(v) for v in d]
-    if "kernel_size" in config and config["kernel_size"] % 2 == 0:
-        raise ValueError(f"config['kernel_size'] must be odd, got {config['kernel_size']}")
+    for key in ("kernel_size", "first_kernel_size"):
+        if key in config and config[key] % 2 == 0:
+            raise ValueError(f"config[{key!r}] must be odd, got {config[key]}")
 
 
 def model_input(images, config, dtype=np.float32):

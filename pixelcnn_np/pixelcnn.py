@@ -97,3 +97,37 @@ def backward(dlogits, cache, need_dx=False):
     if need_dx:
         grads["x"] = dx
     return grads
+
+
+# ----------------------------------------------------------------------------------
+# Fast (cached) sampling: every layer computed only at the pixel being sampled
+# ----------------------------------------------------------------------------------
+
+def sampler_init(params, config, n, dtype):
+    """Cached hidden maps for `sampling.sample_cached`: one (n, h, H, W) per layer."""
+    shape = (n, config["hidden"], config["height"], config["width"])
+    return [np.zeros(shape, dtype=dtype) for _ in range(config["n_layers"] + 1)]
+
+
+def sampler_logits(params, state, x, i, j, config):
+    """Logits (n, c_out) at pixel (i, j), given x sampled up to (i, j) exclusive and the
+    cached maps of every layer up to (i, j) exclusive; fills the maps at (i, j).
+
+    Layer l at (i, j) reads layer l-1 at positions <= (i, j) only (mask A: < (i, j) of
+    x), so computing the layers in order at this one pixel is all that is needed.
+    """
+    from .conv import conv2d_row
+    from .masks import causal_mask
+
+    K = config["kernel_size"]
+    h_in = x
+    for l in range(config["n_layers"] + 1):
+        mask = causal_mask(K, "A" if l == 0 else "B")
+        a = conv2d_row(h_in, params[f"conv{l}.w"], params[f"conv{l}.b"], mask, 1, i, j, j + 1)[:, :, 0]  # (n, h)
+        state[l][:, :, i, j] = np.maximum(a, 0)                                   # ReLU
+        h_in = state[l]
+    return state[-1][:, :, i, j] @ params["out.w"][:, :, 0, 0].T + params["out.b"]  # (n, c_out)
+
+
+def sampler_row_done(params, state, x, i, config):
+    """Nothing to do at the end of a row for the plain PixelCNN."""

@@ -84,3 +84,21 @@ def save_figure(fig, path, dpi=100):
         if os.path.exists(tmp):
             os.remove(tmp)
         plt.close(fig)
+
+
+def completion_figure(originals, rows, completions, vmax=1):
+    """Occlusion completion: originals, the top `rows` rows kept (the rest grey), and
+    the model's completions. originals, completions (n, H, W) with values in [0, vmax]."""
+    originals = np.asarray(originals) / vmax
+    completions = np.asarray(completions) / vmax
+    occluded = originals.astype(np.float64).copy()
+    occluded[:, rows:, :] = 0.5
+    n = len(originals)
+    fig, axes = plt.subplots(3, 1, figsize=(max(4, 0.6 * n), 3 * 0.75 + 1.2))
+    for ax, imgs, title in zip(axes, (originals, occluded, completions),
+                               ("original test digits", f"input: top {rows} rows kept", "completed by the model")):
+        ax.imshow(image_grid(imgs, ncols=n), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -86,7 +86,7 @@ def training_steps(params, opt_state, train_images, config, *, epochs, batch_siz
             yield Step(params, opt_state, loss, epoch, b + 1, per_epoch, step)
 
 
-def evaluate(params, config, images, batch_size=500, progress=None):
+def evaluate(params, config, images, batch_size=100, progress=None):
     """Mean test NLL in nats/pixel over `images` (N, H, W) uint8, binarized by
     threshold for binary models (the test set is never resampled)."""
     model = get_model(config)

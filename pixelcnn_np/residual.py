@@ -1,0 +1,186 @@
+"""The PixelCNN with residual blocks (van den Oord et al., 2016, "Pixel Recurrent
+Neural Networks", Fig. 5), forward and backward written out.
+
+    x (N, 1, H, W)
+    -> conv0: F x F mask-A conv, 1 -> 2h channels                  r_0 (N, 2h, H, W)  sees x_<p
+    -> B residual blocks, b = 1..B, each
+
+           a = ReLU(r_{b-1})                                        (N, 2h, H, W)
+           a = ReLU(reduce_b(a))     1 x 1 conv, 2h -> h            (N, h, H, W)
+           a = ReLU(conv_b(a))       K x K mask-B conv, h -> h      (N, h, H, W)
+           a = expand_b(a)           1 x 1 conv, h -> 2h            (N, 2h, H, W)
+           r_b = r_{b-1} + a         the skip connection             (N, 2h, H, W)
+
+    -> out: ReLU, then a 1 x 1 conv, 2h -> 1 logit (binary) or 256 logits (8-bit)
+
+Only conv0 and the conv_b look at neighbours; the 1 x 1 convs, the ReLUs and the sums
+act on one pixel at a time, so the output at p still sees x_<p only: mask A once, then
+mask B. The receptive field reaches F // 2 + B (K // 2) rows up and columns to the
+left (defaults: 3 + 6 = 9); to the right, only max(F // 2, K // 2 - 1) columns one row
+up, K // 2 more per further row: the plain PixelCNN's blind spot above and to the right.
+(tests/test_residual.py checks this against boolean dependency maps.)
+
+Defaults: F = 7, K = 3, h = 32, B = 6. Parameters, one flat dict: "conv0.w" (2h, 1, F, F),
+"block{b}.reduce.w" (h, 2h, 1, 1), "block{b}.conv.w" (h, h, K, K), "block{b}.expand.w"
+(2h, h, 1, 1), "out.w" (c_out, 2h, 1, 1), each with its bias ".b".
+
+Backward through a block: r_{b-1} feeds both the skip and the branch, so
+
+    d r_{b-1} = d r_b  +  (d branch / d r_{b-1})^T d r_b
+
+the identity path's gradient and the branch's, summed.
+"""
+
+import numpy as np
+
+from .activations import relu_backward, relu_forward
+from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
+
+DEFAULTS = {
+    "model": "residual",
+    "hidden": 32,               # h: the residual stream has 2h channels, the blocks' insides h
+    "n_blocks": 6,              # B, residual blocks after the mask-A layer
+    "kernel_size": 3,           # K, the mask-B conv inside every block
+    "first_kernel_size": 7,     # F, the mask-A layer
+    "pixels": "binary",         # "binary" (1 logit/pixel) or "8bit" (256 logits/pixel)
+    "height": 28,
+    "width": 28,
+}
+
+
+def out_channels(config):
+    return 1 if config["pixels"] == "binary" else 256
+
+
+def param_shapes(config):
+    """{name: shape} of every parameter, in the order the forward pass uses them."""
+    h, K, F = config["hidden"], config["kernel_size"], config["first_kernel_size"]
+    shapes = {"conv0.w": (2 * h, 1, F, F), "conv0.b": (2 * h,)}
+    for b in range(1, config["n_blocks"] + 1):
+        shapes[f"block{b}.reduce.w"], shapes[f"block{b}.reduce.b"] = (h, 2 * h, 1, 1), (h,)
+        shapes[f"block{b}.conv.w"], shapes[f"block{b}.conv.b"] = (h, h, K, K), (h,)
+        shapes[f"block{b}.expand.w"], shapes[f"block{b}.expand.b"] = (2 * h, h, 1, 1), (2 * h,)
+    shapes["out.w"] = (out_channels(config), 2 * h, 1, 1)
+    shapes["out.b"] = (out_channels(config),)
+    return shapes
+
+
+def init_params(config, rng, dtype=np.float32):
+    """Normal weights with variance gain / (kept fan-in) (masked taps are zero), zero biases.
+
+    gain = 2 (He) for conv0, reduce and conv, whose outputs go through a ReLU; 1 for
+    the head. The last conv of each branch, expand, gets gain 2 / B instead: with He
+    there too, every block would add a branch as large as the stream itself and double
+    the stream's mean square (64x over 6 blocks); with 2 / B it grows by a factor
+    1 + 1/B per block, less than e = 2.72 over the whole stack.
+    """
+    from .masks import causal_mask
+
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if name.endswith(".b"):
+            params[name] = np.zeros(shape, dtype=dtype)
+            continue
+        O, C, K, _ = shape
+        if name == "conv0.w":
+            mask = causal_mask(K, "A")
+        elif name.endswith(".conv.w"):
+            mask = causal_mask(K, "B")
+        else:
+            mask = np.ones((K, K))                                    # the 1 x 1 convs
+        if name == "out.w":
+            gain = 1.0
+        elif name.endswith(".expand.w"):
+            gain = 2.0 / config["n_blocks"]
+        else:
+            gain = 2.0
+        w = rng.standard_normal(shape) * np.sqrt(gain / (C * mask.sum())) * mask
+        params[name] = w.astype(dtype)
+    return params
+
+
+def forward(params, x, config):
+    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`."""
+    r, c0 = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")         # (N, 2h, H, W)
+    blocks = []
+    for b in range(1, config["n_blocks"] + 1):
+        p = f"block{b}."
+        a, c_relu1 = relu_forward(r)                                                     # (N, 2h, H, W)
+        a, c_reduce = conv2d_forward(a, params[p + "reduce.w"], params[p + "reduce.b"])  # (N, h, H, W)
+        a, c_relu2 = relu_forward(a)
+        a, c_conv = masked_conv2d_forward(a, params[p + "conv.w"], params[p + "conv.b"], "B")  # (N, h, H, W)
+        a, c_relu3 = relu_forward(a)
+        a, c_expand = conv2d_forward(a, params[p + "expand.w"], params[p + "expand.b"])  # (N, 2h, H, W)
+        r = r + a                                                                        # the skip
+        blocks.append((c_relu1, c_reduce, c_relu2, c_conv, c_relu3, c_expand))
+    e, c_relu_out = relu_forward(r)                                                      # (N, 2h, H, W)
+    logits, c_out = conv2d_forward(e, params["out.w"], params["out.b"])                  # (N, c_out, H, W)
+    return logits, (c0, blocks, c_relu_out, c_out)
+
+
+def backward(dlogits, cache, need_dx=False):
+    """dlogits (N, c_out, H, W) -> grads, a dict with the keys of params (and, with
+    need_dx, "x": the gradient with respect to the input image, (N, 1, H, W)).
+    The chain rule, layer by layer, in reverse order of `forward`."""
+    c0, blocks, c_relu_out, c_out = cache
+    grads = {}
+    de, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)                # (N, 2h, H, W)
+    dr = relu_backward(de, c_relu_out)                                                   # d r_B
+    for b in range(len(blocks), 0, -1):
+        c_relu1, c_reduce, c_relu2, c_conv, c_relu3, c_expand = blocks[b - 1]
+        p = f"block{b}."
+        da, grads[p + "expand.w"], grads[p + "expand.b"] = conv2d_backward(dr, c_expand)  # (N, h, H, W)
+        da = relu_backward(da, c_relu3)
+        da, grads[p + "conv.w"], grads[p + "conv.b"] = masked_conv2d_backward(da, c_conv)  # (N, h, H, W)
+        da = relu_backward(da, c_relu2)
+        da, grads[p + "reduce.w"], grads[p + "reduce.b"] = conv2d_backward(da, c_reduce)  # (N, 2h, H, W)
+        da = relu_backward(da, c_relu1)
+        # r_{b-1} fed both the skip (gradient dr, unchanged) and the branch (gradient da):
+        # gradients that meet are summed.
+        dr = dr + da                                                                     # d r_{b-1}
+    dx, grads["conv0.w"], grads["conv0.b"] = masked_conv2d_backward(dr, c0, need_dx=need_dx)
+    if need_dx:
+        grads["x"] = dx
+    return grads
+
+
+# ----------------------------------------------------------------------------------
+# Fast (cached) sampling: every layer computed only at the pixel being sampled
+# ----------------------------------------------------------------------------------
+# conv0 reads x and conv_b reads the map ReLU(reduce_b(...)) at neighbouring pixels;
+# everything else is per pixel. So the state is one cached map per block, the input
+# of its masked conv, filled at (i, j) right before x_(i, j) is drawn.
+
+def sampler_init(params, config, n, dtype):
+    """Cached maps for `sampling.sample_cached`: each block's conv input, (n, h, H, W)."""
+    shape = (n, config["hidden"], config["height"], config["width"])
+    return [np.zeros(shape, dtype=dtype) for _ in range(config["n_blocks"])]
+
+
+def sampler_logits(params, state, x, i, j, config):
+    """Logits (n, c_out) at pixel (i, j), given x sampled up to (i, j) exclusive and the
+    cached maps up to (i, j) exclusive; fills the maps at (i, j).
+
+    conv_b at (i, j) reads its input at positions <= (i, j) only (mask B), and conv0
+    reads x at positions < (i, j) (mask A): computing the blocks in order at this one
+    pixel is all that is needed.
+    """
+    from .conv import conv2d_row
+    from .masks import causal_mask
+
+    maskA, maskB = causal_mask(config["first_kernel_size"], "A"), causal_mask(config["kernel_size"], "B")
+
+    def conv1x1(a, name):                                             # a (n, C) -> (n, O)
+        return a @ params[name + ".w"][:, :, 0, 0].T + params[name + ".b"]
+
+    r = conv2d_row(x, params["conv0.w"], params["conv0.b"], maskA, 1, i, j, j + 1)[:, :, 0]  # (n, 2h)
+    for b in range(1, config["n_blocks"] + 1):
+        p = f"block{b}."
+        state[b - 1][:, :, i, j] = np.maximum(conv1x1(np.maximum(r, 0), p + "reduce"), 0)  # (n, h)
+        a = conv2d_row(state[b - 1], params[p + "conv.w"], params[p + "conv.b"], maskB, 1, i, j, j + 1)[:, :, 0]
+        r = r + conv1x1(np.maximum(a, 0), p + "expand")                                  # (n, 2h)
+    return conv1x1(np.maximum(r, 0), "out")                                              # (n, c_out)
+
+
+def sampler_row_done(params, state, x, i, config):
+    """Nothing to do at the end of a row: every layer is causal in raster order."""
