@@ -1,13 +1,17 @@
 """Time one full training step (forward, backward, Adam) against PyTorch CPU.
 
     python benchmarks/bench_train.py                    # seed net, batch 64, float32
+    python benchmarks/bench_train.py --model default    # the default Gated PixelCNN
     python benchmarks/bench_train.py --reps 10 --threads 2
 
 Both sides run the same network on the same batch with the same number of threads,
 interleaved step by step in one process (these machines are shared and noisy, so
-only ratios from the same run mean anything). Prints medians, the ratio
-ours/PyTorch, a per-layer forward/backward breakdown of ours, and the peak RSS of
-each side measured in a fresh subprocess that runs only that side.
+only ratios from the same run mean anything). The PyTorch network is
+`pixelcnn_np.torch_bridge.to_torch` of the same parameters: ordinary nn.Conv2d layers
+whose weights are multiplied by the mask. Prints medians, the ratio ours/PyTorch, a
+breakdown of where our step spends its time (per layer for the seed net; per function
+from a profiled step for both), and the peak RSS of each side measured in a fresh
+subprocess that runs only that side (a few training steps).
 PyTorch is optional: without it, only our timings are printed.
 """
 
@@ -25,7 +29,8 @@ import numpy as np
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=("seed",), default="seed")
+    p.add_argument("--model", choices=("seed", "default"), default="seed",
+                   help="seed: 7x7 PixelCNN, 64 ch; default: the Gated PixelCNN of train_mnist.py")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--reps", type=int, default=7, help="timed steps per side (after 2 warm-up steps)")
     p.add_argument("--threads", type=int, default=2)
@@ -34,9 +39,9 @@ def parse():
     return p.parse_args()
 
 
-def seed_config():
+def bench_config(name):
     from pixelcnn_np.models import make_config
-    return make_config("pixelcnn")
+    return make_config("pixelcnn") if name == "seed" else make_config("gated")
 
 
 def batch(n, seed=0):
@@ -108,28 +113,27 @@ def ours_layer_breakdown(config, images, reps=3):
 
 def torch_setup(config, images):
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
 
-    from pixelcnn_np.masks import causal_mask
-
-    class MaskedConv2d(nn.Conv2d):
-        def __init__(self, cin, cout, k, mask_type):
-            super().__init__(cin, cout, k, padding=k // 2)
-            self.register_buffer("mask", torch.tensor(causal_mask(k, mask_type), dtype=torch.float32))
-
-        def forward(self, x):
-            return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
-
-    h, K, L = config["hidden"], config["kernel_size"], config["n_layers"]
-    layers = [MaskedConv2d(1, h, K, "A"), nn.ReLU()]
-    for _ in range(L):
-        layers += [MaskedConv2d(h, h, K, "B"), nn.ReLU()]
-    layers += [nn.Conv2d(h, 1, 1)]
-    net = nn.Sequential(*layers)
+    from pixelcnn_np.models import get_model
+    from pixelcnn_np.torch_bridge import to_torch
+    net = to_torch(get_model(config).init_params(config, np.random.default_rng(0)), config)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.tensor(images[:, None], dtype=torch.float32)
     return {"net": net, "opt": opt, "x": x, "F": F}
+
+
+def profile_breakdown(s, top=10):
+    """Own time of the most expensive functions in one profiled training step."""
+    import cProfile
+    import pstats
+    prof = cProfile.Profile()
+    prof.enable()
+    ours_step(s)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    rows = [(f"{func} ({os.path.basename(file)})", tt) for (file, line, func), (cc, nc, tt, ct, callers) in stats.items()]
+    return sorted(rows, key=lambda r: -r[1])[:top]
 
 
 def torch_step(s):
@@ -158,7 +162,7 @@ def peak_rss_mb():
 
 def rss_child(side, args):
     """Run a few steps of one side only and print its peak RSS in MB."""
-    config = seed_config()
+    config = bench_config(args.model)
     images = batch(args.batch_size)
     if side == "ours":
         s = ours_setup(config, images)
@@ -175,7 +179,8 @@ def rss_child(side, args):
 
 def measure_rss(side, args):
     out = subprocess.run([sys.executable, __file__, "--rss-child", side, "--batch-size", str(args.batch_size),
-                          "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+                          "--threads", str(args.threads), "--model", args.model],
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
@@ -192,7 +197,7 @@ def main():
     import numba
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
 
-    config = seed_config()
+    config = bench_config(args.model)
     images = batch(args.batch_size)
     ours = ours_setup(config, images)
     theirs = torch_setup(config, images) if torch else None
@@ -216,10 +221,14 @@ def main():
     if theirs:
         print(f"  PyTorch median {np.median(t_torch):.3f} s/step  (min {min(t_torch):.3f}), torch {torch.__version__}")
         print(f"  ratio ours/PyTorch = {np.median(t_ours) / np.median(t_torch):.3f}")
-    print("per-layer breakdown (ours, median seconds):")
-    print(f"  {'layer':8s} {'forward':>8s} {'backward':>9s}")
-    for name, f, b in ours_layer_breakdown(config, images):
-        print(f"  {name:8s} {f:8.4f} {b:9.4f}")
+    if args.model == "seed":
+        print("per-layer breakdown (ours, median seconds):")
+        print(f"  {'layer':8s} {'forward':>8s} {'backward':>9s}")
+        for name, f, b in ours_layer_breakdown(config, images):
+            print(f"  {name:8s} {f:8.4f} {b:9.4f}")
+    print("where one step of ours spends its time (cProfile, own time per function, seconds):")
+    for name, seconds in profile_breakdown(ours):
+        print(f"  {seconds:7.3f}  {name}")
     if not args.no_rss:
         r_ours = measure_rss("ours", args)
         line = f"peak RSS: ours {r_ours:.0f} MB"

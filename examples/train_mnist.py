@@ -28,7 +28,7 @@ from pixelcnn_np import checkpoint as ckpt
 from pixelcnn_np.adam import adam_init
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, load_mnist
 from pixelcnn_np.metrics import format_report, nll_report
-from pixelcnn_np.models import get_model, make_config
+from pixelcnn_np.models import MODELS, get_model, make_config
 from pixelcnn_np.plots import loss_curve_figure, samples_figure, save_figure
 from pixelcnn_np.progress import Progress, format_seconds
 from pixelcnn_np.sampling import sample_cached
@@ -82,11 +82,11 @@ def odd_int(text):
 PRESETS = {
     # The default: a Gated PixelCNN (no blind spot) trained against the clock, with the
     # learning rate decayed to zero by a cosine over the wall-clock budget.
-    "default": {"model": "gated", "hidden": 32, "dilations": "1,2,1,4,1,2,1", "kernel_size": 3,
+    "default": {"model": "gated", "arch": {"hidden": 32, "dilations": [1, 2, 1, 4, 1, 2, 1], "kernel_size": 3},
                 "lr": 3e-3, "batch_size": 64, "minutes": 15.0, "epochs": None, "schedule": "cosine"},
     # The seed recipe of the design documents, exactly: 7x7 A + 6 x 7x7 B, 64 channels,
     # Adam 1e-3, batch 64, 10 epochs, constant learning rate.
-    "seed": {"model": "pixelcnn", "hidden": 64, "layers": 6, "kernel_size": 7,
+    "seed": {"model": "pixelcnn", "arch": {"hidden": 64, "n_layers": 6, "kernel_size": 7},
              "lr": 1e-3, "batch_size": 64, "minutes": None, "epochs": 10, "schedule": "constant"},
 }
 
@@ -124,14 +124,16 @@ def build_parser():
     g.add_argument("--binarize", choices=("threshold", "dynamic"), default="threshold",
                    help="threshold: pixel/255 >= 0.5 (default); dynamic: Bernoulli(pixel/255) resampled every batch")
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=("pixelcnn", "gated"), default=None, help="{default: gated, seed: pixelcnn}")
+    g.add_argument("--model", choices=sorted(MODELS), default=None,
+                   help="pixelcnn (plain, blind spot), gated (two stacks, no blind spot), residual (residual "
+                        "blocks), dilated (plain with dilated convs) {default: gated, seed: pixelcnn}")
     g.add_argument("--pixels", choices=("binary", "8bit"), default="binary",
                    help="binary: sigmoid head on binarized MNIST (default); 8bit: 256-way softmax on raw pixels")
     g.add_argument("--hidden", type=positive_int, default=None, help="channels of every hidden layer {default: 32, seed: 64}")
     g.add_argument("--layers", type=non_negative_int, default=None,
-                   help="pixelcnn: number of mask-B layers after the mask-A layer {seed: 6}")
+                   help="pixelcnn: mask-B layers after the mask-A layer {seed: 6}; residual: residual blocks")
     g.add_argument("--dilations", type=dilation_list, default=None,
-                   help="gated: one layer per comma-separated dilation {default: 1,2,1,4,1,2,1}")
+                   help="gated, dilated: one layer per comma-separated dilation {default: 1,2,1,4,1,2,1}")
     g.add_argument("--kernel-size", type=odd_int, default=None, help="kernel size of the masked layers {default: 3, seed: 7}")
     g = p.add_argument_group("input/output")
     g.add_argument("--data-dir", default=None,
@@ -149,24 +151,34 @@ def build_parser():
 
 
 def resolve(args):
-    """Fill the unset flags from the preset; return (config, run settings)."""
+    """Fill the unset flags from the preset; return (config, run settings).
+
+    Architecture flags left unset come from the preset when --model is the preset's
+    model, and from the model's own defaults (models.make_config) otherwise."""
     preset = PRESETS[args.preset]
     user_epochs, user_minutes = args.epochs is not None, args.minutes is not None
-    for key in ("minutes", "epochs", "batch_size", "lr", "schedule", "model", "hidden", "kernel_size"):
+    for key in ("minutes", "epochs", "batch_size", "lr", "schedule"):
         if getattr(args, key) is None:
             setattr(args, key, preset.get(key))
     if user_epochs and not user_minutes:
         args.minutes = None                   # --epochs alone: train exactly that many epochs
     if args.epochs is None:
         args.epochs = 1000                    # a time budget alone: epochs are only an upper bound
-    model = args.model
+    model = args.model or preset["model"]
+    arch = dict(preset["arch"]) if model == preset["model"] else {}
+    given = {"hidden": args.hidden, "kernel_size": args.kernel_size, "pixels": args.pixels}
     if model == "pixelcnn":
-        config = make_config("pixelcnn", hidden=args.hidden, n_layers=args.layers if args.layers is not None else 6,
-                             kernel_size=args.kernel_size if args.kernel_size is not None else 7, pixels=args.pixels)
-    else:
-        dil = args.dilations or PRESETS["default"]["dilations"]
-        config = make_config("gated", hidden=args.hidden, dilations=[int(v) for v in dil.split(",")],
-                             kernel_size=args.kernel_size if args.kernel_size is not None else 3, pixels=args.pixels)
+        given["n_layers"] = args.layers
+    elif model == "residual":
+        given["n_blocks"] = args.layers
+    elif args.layers is not None:
+        raise ValueError(f"--layers does not apply to --model {model} (use --dilations: one layer per entry)")
+    if args.dilations:
+        if model not in ("gated", "dilated"):
+            raise ValueError(f"--dilations does not apply to --model {model}")
+        given["dilations"] = [int(v) for v in args.dilations.split(",")]
+    arch.update({k: v for k, v in given.items() if v is not None})
+    config = make_config(model, **arch)
     run = {"batch_size": args.batch_size, "seed": args.seed, "binarize": args.binarize, "lr": args.lr,
            "schedule": args.schedule, "minutes": args.minutes, "epochs": args.epochs}
     return config, run
@@ -239,7 +251,8 @@ def main(argv=None):
         try:
             saved = ckpt.load_checkpoint(ckpt_path)
             ckpt.check_config_compatible(saved.config, config)
-            ckpt.check_config_compatible(saved.meta["run"], run, keys=RUN_KEYS)
+            # (a checkpoint from before a setting existed is compared on the settings it has)
+            ckpt.check_config_compatible(saved.meta["run"], run, keys=[k for k in RUN_KEYS if k in saved.meta["run"]])
             ckpt.check_params_match(saved.params, model.param_shapes(config))
         except ckpt.CheckpointError as e:
             print(f"error: cannot resume: {e}", file=sys.stderr)

@@ -8,9 +8,13 @@ Every forward and backward pass is plain code you can read and step through:
     losses.py       binary and 256-way cross-entropy from logits (loss + gradient)
     adam.py         Adam as a pure function over the parameter dict
     pixelcnn.py     the seed PixelCNN: forward and backward written out
+    gated.py        Gated PixelCNN: two stacks, gated units, no blind spot
+    residual.py     PixelCNN with residual blocks
+    dilated.py      the plain stack with dilated convolutions
     models.py       config, model input and loss shared by every model
     train.py        the training loop and evaluation
-    sampling.py     raster-scan sampling
+    sampling.py     raster-scan sampling: naive reference and cached
+    torch_bridge.py the same models as PyTorch modules (optional, for cross-checks)
     metrics.py      nats/pixel, nats/image, bits/dim, perplexity
     data.py         MNIST: IDX parsing, download with checksums, binarization
     checkpoint.py   atomic, versioned .npz checkpoints
@@ -33,7 +37,7 @@ from .losses import bce_with_logits, per_pixel_nll, softmax_cross_entropy
 from .masks import causal_mask, kept_taps
 from .metrics import nll_report
 from .models import MODELS, get_model, make_config, model_input
-from .sampling import sample_naive
+from .sampling import sample, sample_cached, sample_naive
 from .train import evaluate, training_steps
 
 __version__ = "0.1.0"

@@ -54,6 +54,7 @@ where our input gradient is non-zero.
 import numpy as np
 
 from .activations import relu_backward, relu_forward
+from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
 
 DEFAULTS = {
@@ -105,6 +106,7 @@ def init_params(config, rng, dtype=np.float32):
 
 def forward(params, x, config):
     """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`."""
+    check_input(x, config)
     dil = config["dilations"]
     caches = []
     h, c = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")        # (N, h, H, W)

@@ -35,6 +35,7 @@ branch) and at v_pre (it feeds both the next vertical layer, via the gate, and t
 import numpy as np
 
 from .activations import elu_backward, elu_forward, gate_backward, gate_forward
+from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward
 from .masks import horizontal_mask, vertical_mask
 
@@ -105,6 +106,7 @@ def init_params(config, rng, dtype=np.float32):
 
 def forward(params, x, config):
     """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache."""
+    check_input(x, config)
     dil = config["dilations"]
     L = len(dil)
     v, h = x, x

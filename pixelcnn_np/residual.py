@@ -34,6 +34,7 @@ the identity path's gradient and the branch's, summed.
 import numpy as np
 
 from .activations import relu_backward, relu_forward
+from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
 
 DEFAULTS = {
@@ -101,6 +102,7 @@ def init_params(config, rng, dtype=np.float32):
 
 def forward(params, x, config):
     """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`."""
+    check_input(x, config)
     r, c0 = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")         # (N, 2h, H, W)
     blocks = []
     for b in range(1, config["n_blocks"] + 1):

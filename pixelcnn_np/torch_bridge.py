@@ -94,18 +94,67 @@ def _classes():
                 v, h = layer(v, h)
             return self.out(F.elu(h))
 
-    _CLASSES.update(PixelCNN=PixelCNN, GatedPixelCNN=GatedPixelCNN)
+    class DilatedPixelCNN(nn.Module):
+        """F x F mask A -> ReLU -> one dilated K x K mask-B conv + ReLU per dilation -> 1x1."""
+
+        def __init__(self, config):
+            super().__init__()
+            self.config = dict(config)
+            h, K, F_ = config["hidden"], config["kernel_size"], config["first_kernel_size"]
+            cout = 1 if config["pixels"] == "binary" else 256
+            self.convs = nn.ModuleList([MaskedConv2d(1, h, causal_mask(F_, "A"))] +
+                                       [MaskedConv2d(h, h, causal_mask(K, "B"), d) for d in config["dilations"]])
+            self.out = nn.Conv2d(h, cout, 1)
+
+        def forward(self, x):
+            for conv in self.convs:
+                x = F.relu(conv(x))
+            return self.out(x)
+
+    class ResidualBlock(nn.Module):
+        def __init__(self, h, K):
+            super().__init__()
+            self.reduce = nn.Conv2d(2 * h, h, 1)
+            self.conv = MaskedConv2d(h, h, causal_mask(K, "B"))
+            self.expand = nn.Conv2d(h, 2 * h, 1)
+
+        def forward(self, r):
+            return r + self.expand(F.relu(self.conv(F.relu(self.reduce(F.relu(r))))))
+
+    class ResidualPixelCNN(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.config = dict(config)
+            h, K, F_ = config["hidden"], config["kernel_size"], config["first_kernel_size"]
+            cout = 1 if config["pixels"] == "binary" else 256
+            self.first = MaskedConv2d(1, 2 * h, causal_mask(F_, "A"))
+            self.blocks = nn.ModuleList([ResidualBlock(h, K) for _ in range(config["n_blocks"])])
+            self.out = nn.Conv2d(2 * h, cout, 1)
+
+        def forward(self, x):
+            r = self.first(x)
+            for block in self.blocks:
+                r = block(r)
+            return self.out(F.relu(r))
+
+    _CLASSES.update(pixelcnn=PixelCNN, gated=GatedPixelCNN, dilated=DilatedPixelCNN, residual=ResidualPixelCNN)
     return _CLASSES
 
 
 def _name_map(config):
     """Our parameter names -> the torch module's state_dict names."""
-    if config["model"] == "pixelcnn":
-        m = {}
-        for i in range(config["n_layers"] + 1):
+    m = {}
+    if config["model"] in ("pixelcnn", "dilated"):
+        n = config["n_layers"] + 1 if config["model"] == "pixelcnn" else len(config["dilations"]) + 1
+        for i in range(n):
             m[f"conv{i}.w"], m[f"conv{i}.b"] = f"convs.{i}.weight", f"convs.{i}.bias"
+    elif config["model"] == "residual":
+        m["conv0.w"], m["conv0.b"] = "first.weight", "first.bias"
+        for b in range(1, config["n_blocks"] + 1):
+            for part in ("reduce", "conv", "expand"):
+                m[f"block{b}.{part}.w"] = f"blocks.{b - 1}.{part}.weight"
+                m[f"block{b}.{part}.b"] = f"blocks.{b - 1}.{part}.bias"
     elif config["model"] == "gated":
-        m = {}
         for i in range(len(config["dilations"])):
             for part in ("v", "h", "link") + (("res",) if i > 0 else ()):
                 m[f"{part}{i}.w"], m[f"{part}{i}.b"] = f"layers.{i}.{part}.weight", f"layers.{i}.{part}.bias"
@@ -118,7 +167,8 @@ def _name_map(config):
 def to_torch(params, config):
     """An nn.Module computing the same logits as our forward(params, x, config)."""
     import torch
-    cls = _classes()["PixelCNN" if config["model"] == "pixelcnn" else "GatedPixelCNN"]
+    _name_map(config)                                   # unknown models fail here, clearly
+    cls = _classes()[config["model"]]
     dtype = next(iter(params.values())).dtype
     module = cls(config).to(torch.float64 if dtype == np.float64 else torch.float32)
     state = module.state_dict()

@@ -38,3 +38,13 @@ def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_input(x, config):
+    """The network input must be a finite float array (N, 1, H, W) of the config's size."""
+    check_float_array("x", x, ndim=4)
+    expected = (1, config["height"], config["width"])
+    if x.shape[1:] != expected:
+        raise ValueError(f"x must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}) for this model, "
+                         f"got {x.shape}")
+    check_finite("x", x)

@@ -112,7 +112,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
 
     from pixelcnn_np.checkpoint import load_checkpoint
 
-    common = ["--data-dir", MNIST, "--epochs", "1", "--max-steps", "12", "--save-every", "3",
+    steps = 300                                        # long enough that the kill lands mid-way
+    common = ["--data-dir", MNIST, "--epochs", "1", "--max-steps", str(steps), "--save-every", "3",
               "--eval-limit", "20", "--n-samples", "0", "--no-progress", *TINY]
     full = run(TRAIN, *common, "--out", tmp_path / "full")
     assert full.returncode == 0, full.stderr
@@ -130,16 +131,16 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
                     break
             except Exception:
                 pass                                   # being replaced right now: look again
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = load_checkpoint(ckpt).opt_state["t"]
-    assert 3 <= killed_at < 12, f"the run was not interrupted mid-way (checkpoint at step {killed_at})"
+    assert 3 <= killed_at < steps, f"the run was not interrupted mid-way (checkpoint at step {killed_at})"
 
     resumed = run(TRAIN, *common, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_checkpoint(tmp_path / "full" / "checkpoint.npz"), load_checkpoint(ckpt)
-    assert a.opt_state["t"] == b.opt_state["t"] == 12
+    assert a.opt_state["t"] == b.opt_state["t"] == steps
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
         np.testing.assert_array_equal(a.opt_state["m"][k], b.opt_state["m"][k])
