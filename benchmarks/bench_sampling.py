@@ -8,8 +8,10 @@ The naive loop runs the *whole network* once per pixel, whatever the pixel, so e
 one of its H*W steps costs the same. By default the naive samplers (ours and
 PyTorch's) are timed over the first --naive-pixels pixels and the total is that time
 x (H*W / pixels); --full times all of them. The cached sampler always runs in full.
-All three use the same dtype (float64 by default: the dtype in which cached and naive
-are identical) and the same threads, in one run; medians over --reps.
+Ours (cached and naive) run in --dtype (float64 by default: the dtype in which cached and
+naive are identical); PyTorch runs in --torch-dtype (float32 by default, its usual dtype
+and its fast path: its float64 convolutions are several times slower). Same threads, one
+run, medians over --reps.
 """
 
 import argparse
@@ -32,6 +34,7 @@ def parse():
     p.add_argument("--naive-pixels", type=int, default=28, help="pixels timed for the naive loops (then scaled)")
     p.add_argument("--full", action="store_true", help="time every pixel of the naive loops")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--torch-dtype", choices=("float64", "float32"), default="float32")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -85,7 +88,7 @@ def main():
         t_naive.append((time.perf_counter() - t0) * scale)
         if torch:
             t0 = time.perf_counter()
-            torch_naive(params, config, args.n, pixels, dtype)
+            torch_naive(params, config, args.n, pixels, np.float64 if args.torch_dtype == "float64" else np.float32)
             t_torch.append((time.perf_counter() - t0) * scale)
 
     c, nv = np.median(t_cached), np.median(t_naive)
@@ -96,7 +99,7 @@ def main():
     print(f"  naive (ours)    {nv:9.2f} s   ({how})   naive/cached = {nv / c:.1f}x")
     if torch:
         tt = np.median(t_torch)
-        print(f"  naive (PyTorch) {tt:9.2f} s   ({how})   PyTorch-naive/cached = {tt / c:.1f}x")
+        print(f"  naive (PyTorch, {args.torch_dtype}) {tt:9.2f} s   ({how})   PyTorch-naive/cached = {tt / c:.1f}x")
 
 
 if __name__ == "__main__":

@@ -353,3 +353,53 @@ def conv2d_row(x, w, b, mask, dilation, i, j0, j1):
     wk = w[:, :, taps[:, 0], taps[:, 1]].reshape(O, -1)                     # (O, C*T)
     y = cols @ wk.T + b                                                       # (N*J, O)
     return y.reshape(N, J, O).transpose(0, 2, 1)
+
+
+# Channels-last twins for the samplers. A sampler's cached maps are its own business, so
+# it keeps them as (N, H, W, C): then the C inputs of one tap are contiguous in memory
+# and gathering one output position reads T short runs instead of C * T scattered
+# values (measured 4x faster on the seed net). `row_conv_plan` does the per-layer work
+# (kept taps, their offsets, the kept weights as one matrix) once per sampling run.
+
+def row_conv_plan(w, b, mask, dilation):
+    """What `conv2d_row_nhwc` needs for one layer, computed once:
+    offsets (T,) of the kept taps and the weights as a (T*C, O) matrix in (tap, channel) order."""
+    O, C, KH, KW = w.shape
+    taps = kept_taps(mask)
+    off_y, off_x = _tap_offsets(taps, dilation, KH, KW)
+    w_tc = np.ascontiguousarray(w[:, :, taps[:, 0], taps[:, 1]].transpose(2, 1, 0).reshape(-1, O))  # (T*C, O)
+    return {"off_y": off_y, "off_x": off_x, "w": w_tc, "b": b}
+
+
+@njit(cache=True)
+def _gather_row_nhwc_kernel(x, off_y, off_x, i, j0, j1, cols):
+    """cols[n * J + (j - j0), t * C + c] = x[n, i + off_y[t], j + off_x[t], c] (0 outside).
+    x (N, H, W, C) -> cols (N * J, T * C)."""
+    N, H, W, C = x.shape
+    T = off_y.shape[0]
+    J = j1 - j0
+    for n in range(N):
+        for j in range(j0, j1):
+            r = n * J + (j - j0)
+            for t in range(T):
+                ii = i + off_y[t]
+                jj = j + off_x[t]
+                if 0 <= ii < H and 0 <= jj < W:
+                    for c in range(C):
+                        cols[r, t * C + c] = x[n, ii, jj, c]
+                else:
+                    for c in range(C):
+                        cols[r, t * C + c] = 0
+    return cols
+
+
+def conv2d_row_nhwc(x, plan, i, j0, j1):
+    """The layer of `plan` at row i, columns j0..j1-1, on a channels-last x (N, H, W, C)
+    -> (N, J, O). Same numbers as `conv2d_row` on the NCHW layout."""
+    N, H, W, C = x.shape
+    J = j1 - j0
+    TC, O = plan["w"].shape
+    if TC == 0:
+        return np.zeros((N, J, O), dtype=x.dtype) + plan["b"]
+    cols = _gather_row_nhwc_kernel(x, plan["off_y"], plan["off_x"], i, j0, j1, np.empty((N * J, TC), dtype=x.dtype))
+    return (cols @ plan["w"] + plan["b"]).reshape(N, J, O)

@@ -34,7 +34,7 @@ branch) and at v_pre (it feeds both the next vertical layer, via the gate, and t
 
 import numpy as np
 
-from .activations import elu_backward, elu_forward, gate_backward, gate_forward
+from .activations import elu_backward, elu_forward, gate_backward, gate_forward, sigmoid
 from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward
 from .masks import horizontal_mask, vertical_mask
@@ -174,46 +174,61 @@ def backward(dlogits, cache, need_dx=False):
 # row per layer at a time.
 
 def sampler_init(params, config, n, dtype):
+    """Cached maps, channels-last (n, H, W, C), and each conv's precomputed plan."""
+    from .conv import row_conv_plan
+
     h, H, W, L = config["hidden"], config["height"], config["width"], len(config["dilations"])
+    plans = []
+    for l, d in enumerate(config["dilations"]):
+        vmask, hmask = _masks(config, l)
+        plans.append({"v": row_conv_plan(params[f"v{l}.w"], params[f"v{l}.b"], vmask, d),
+                      "h": row_conv_plan(params[f"h{l}.w"], params[f"h{l}.b"], hmask, d),
+                      "link": np.ascontiguousarray(params[f"link{l}.w"][:, :, 0, 0].T),        # (2h, 2h)
+                      "res": np.ascontiguousarray(params[f"res{l}.w"][:, :, 0, 0].T) if l else None})
     return {
-        "v_pre": [np.zeros((n, 2 * h, H, W), dtype=dtype) for _ in range(L)],   # vertical, before the gate
-        "v": [np.zeros((n, h, H, W), dtype=dtype) for _ in range(L)],           # vertical, gated
-        "h": [np.zeros((n, h, H, W), dtype=dtype) for _ in range(L)],           # horizontal outputs
+        "v_pre": [np.zeros((n, H, W, 2 * h), dtype=dtype) for _ in range(L)],   # vertical, before the gate
+        "v": [np.zeros((n, H, W, h), dtype=dtype) for _ in range(L)],           # vertical, gated
+        "h": [np.zeros((n, H, W, h), dtype=dtype) for _ in range(L)],           # horizontal outputs
+        "plans": plans,
+        "out_w": np.ascontiguousarray(params["out.w"][:, :, 0, 0].T),           # (h, c_out)
     }
 
 
-def sampler_logits(params, state, x, i, j, config):
-    """Logits (n, c_out) at (i, j); fills the horizontal maps at (i, j)."""
-    from .conv import conv2d_row
+def _gate_last_axis(a):
+    """gate() on channels-last pre-activations (..., 2h) -> (..., h)."""
+    h = a.shape[-1] // 2
+    return np.tanh(a[..., :h]) * sigmoid(a[..., h:])
 
-    dil = config["dilations"]
-    h_in = x
-    for l in range(len(dil)):
-        _, hmask = _masks(config, l)
-        h_pre = conv2d_row(h_in, params[f"h{l}.w"], params[f"h{l}.b"], hmask, dil[l], i, j, j + 1)[:, :, 0]
-        above = state["v_pre"][l][:, :, i - 1, j] if i > 0 else np.zeros_like(h_pre)   # shift_down
-        h_pre = h_pre + above @ params[f"link{l}.w"][:, :, 0, 0].T + params[f"link{l}.b"]  # (n, 2h)
-        g, _ = gate_forward(h_pre[:, :, None, None])
-        g = g[:, :, 0, 0]                                                                # (n, h)
+
+def sampler_logits(params, state, x, i, j, config):
+    """Logits (n, c_out) at (i, j); fills the horizontal maps at (i, j).
+    x (n, 1, H, W) has one channel, so it is channels-last (n, H, W, 1) in memory."""
+    from .conv import conv2d_row_nhwc
+
+    n, _, H, W = x.shape
+    h_in = x.reshape(n, H, W, 1)
+    for l, plan in enumerate(state["plans"]):
+        h_pre = conv2d_row_nhwc(h_in, plan["h"], i, j, j + 1)[:, 0]                      # (n, 2h)
+        if i > 0:                                                                        # shift_down
+            h_pre = h_pre + state["v_pre"][l][:, i - 1, j, :] @ plan["link"]
+        h_pre = h_pre + params[f"link{l}.b"]
+        g = _gate_last_axis(h_pre)                                                       # (n, h)
         if l > 0:
-            g = h_in[:, :, i, j] + g @ params[f"res{l}.w"][:, :, 0, 0].T + params[f"res{l}.b"]
-        state["h"][l][:, :, i, j] = g
+            g = h_in[:, i, j, :] + g @ plan["res"] + params[f"res{l}.b"]                 # residual
+        state["h"][l][:, i, j, :] = g
         h_in = state["h"][l]
-    e, _ = elu_forward(h_in[:, :, i, j])
-    return e @ params["out.w"][:, :, 0, 0].T + params["out.b"]                           # (n, c_out)
+    e, _ = elu_forward(h_in[:, i, j, :])
+    return e @ state["out_w"] + params["out.b"]                                          # (n, c_out)
 
 
 def sampler_row_done(params, state, x, i, config):
     """Row i of x is complete: compute the vertical stack on row i, layer by layer."""
-    from .conv import conv2d_row
+    from .conv import conv2d_row_nhwc
 
-    dil = config["dilations"]
-    W = config["width"]
-    v_in = x
-    for l in range(len(dil)):
-        vmask, _ = _masks(config, l)
-        v_pre = conv2d_row(v_in, params[f"v{l}.w"], params[f"v{l}.b"], vmask, dil[l], i, 0, W)  # (n, 2h, W)
-        state["v_pre"][l][:, :, i, :] = v_pre
-        g, _ = gate_forward(v_pre[:, :, None, :])
-        state["v"][l][:, :, i, :] = g[:, :, 0, :]
+    n, _, H, W = x.shape
+    v_in = x.reshape(n, H, W, 1)
+    for l, plan in enumerate(state["plans"]):
+        v_pre = conv2d_row_nhwc(v_in, plan["v"], i, 0, W)                                # (n, W, 2h)
+        state["v_pre"][l][:, i, :, :] = v_pre
+        state["v"][l][:, i, :, :] = _gate_last_axis(v_pre)
         v_in = state["v"][l]

@@ -106,9 +106,17 @@ def backward(dlogits, cache, need_dx=False):
 # ----------------------------------------------------------------------------------
 
 def sampler_init(params, config, n, dtype):
-    """Cached hidden maps for `sampling.sample_cached`: one (n, h, H, W) per layer."""
-    shape = (n, config["hidden"], config["height"], config["width"])
-    return [np.zeros(shape, dtype=dtype) for _ in range(config["n_layers"] + 1)]
+    """Cached hidden maps for `sampling.sample_cached`, channels-last: one (n, H, W, h)
+    per layer, and each layer's precomputed `row_conv_plan`."""
+    from .conv import row_conv_plan
+    from .masks import causal_mask
+
+    K, L = config["kernel_size"], config["n_layers"]
+    shape = (n, config["height"], config["width"], config["hidden"])
+    plans = [row_conv_plan(params[f"conv{l}.w"], params[f"conv{l}.b"], causal_mask(K, "A" if l == 0 else "B"), 1)
+             for l in range(L + 1)]
+    return {"maps": [np.zeros(shape, dtype=dtype) for _ in range(L + 1)], "plans": plans,
+            "out_w": np.ascontiguousarray(params["out.w"][:, :, 0, 0].T)}                # (h, c_out)
 
 
 def sampler_logits(params, state, x, i, j, config):
@@ -117,18 +125,17 @@ def sampler_logits(params, state, x, i, j, config):
 
     Layer l at (i, j) reads layer l-1 at positions <= (i, j) only (mask A: < (i, j) of
     x), so computing the layers in order at this one pixel is all that is needed.
+    x (n, 1, H, W) has a single channel, so it *is* channels-last (n, H, W, 1) in memory.
     """
-    from .conv import conv2d_row
-    from .masks import causal_mask
+    from .conv import conv2d_row_nhwc
 
-    K = config["kernel_size"]
-    h_in = x
-    for l in range(config["n_layers"] + 1):
-        mask = causal_mask(K, "A" if l == 0 else "B")
-        a = conv2d_row(h_in, params[f"conv{l}.w"], params[f"conv{l}.b"], mask, 1, i, j, j + 1)[:, :, 0]  # (n, h)
-        state[l][:, :, i, j] = np.maximum(a, 0)                                   # ReLU
-        h_in = state[l]
-    return state[-1][:, :, i, j] @ params["out.w"][:, :, 0, 0].T + params["out.b"]  # (n, c_out)
+    n, _, H, W = x.shape
+    h_in = x.reshape(n, H, W, 1)
+    for plan, h_map in zip(state["plans"], state["maps"]):
+        a = conv2d_row_nhwc(h_in, plan, i, j, j + 1)[:, 0]                         # (n, h)
+        h_map[:, i, j, :] = np.maximum(a, 0)                                         # ReLU
+        h_in = h_map
+    return h_in[:, i, j, :] @ state["out_w"] + params["out.b"]                      # (n, c_out)
 
 
 def sampler_row_done(params, state, x, i, config):
