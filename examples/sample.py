@@ -16,6 +16,7 @@ from pathlib import Path
 import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kernels, see blas_setup.py)
 import numpy as np
 
+from pixelcnn_np.cli import OneLineParser, positive_int, positive_float
 from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
 from pixelcnn_np.models import get_model
@@ -26,28 +27,8 @@ from pixelcnn_np.sampling import sample
 PRETRAINED = Path(pixelcnn_np.__file__).resolve().parent / "pretrained.npz"
 
 
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return v
-
-
 def build_parser():
-    p = argparse.ArgumentParser(description="Sample MNIST digits from a pixelcnn_np checkpoint.",
+    p = OneLineParser(description="Sample MNIST digits from a pixelcnn_np checkpoint.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint.npz written by train_mnist.py (default: the pretrained model shipped with "
@@ -60,6 +41,8 @@ def build_parser():
     p.add_argument("--npy", default=None, help="also save the raw (n, 28, 28) uint8 array here")
     p.add_argument("--complete-rows", type=int, default=None,
                    help="complete real test digits: keep their top R rows, sample the rest")
+    p.add_argument("--completions", type=positive_int, default=3,
+                   help="with --complete-rows: completions sampled per digit")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder for --complete-rows (default: ${DATA_DIR_ENV} or ./data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
     p.add_argument("--no-progress", action="store_true")
@@ -92,22 +75,23 @@ def main(argv=None):
         originals = data["test_images"][:args.n]
         if config["pixels"] == "binary":
             originals = binarize(originals)
-        images, start = originals.copy(), args.complete_rows * W
-    bar = Progress(H * W - start, f"sampling {args.n} ({args.method})", enabled=not args.no_progress)
+        images, start = np.tile(originals, (args.completions, 1, 1)), args.complete_rows * W
+    count = len(images) if images is not None else args.n
+    bar = Progress(H * W - start, f"sampling {count} ({args.method})", enabled=not args.no_progress)
     t0 = time.perf_counter()
-    out = sample(params, config, args.n, np.random.default_rng(args.seed), method=args.method,
+    out = sample(params, config, count, np.random.default_rng(args.seed), method=args.method,
                  temperature=args.temperature, images=images, start=start, progress=lambda d, t: bar.update(d))
     bar.close()
     seconds = time.perf_counter() - t0
     vmax = 1 if config["pixels"] == "binary" else 255
     if originals is not None:
-        fig = completion_figure(originals, args.complete_rows, out, vmax=vmax)
+        fig = completion_figure(originals, args.complete_rows, out.reshape(args.completions, args.n, H, W), vmax=vmax)
     else:
         fig = samples_figure(out, f"{args.n} samples ({model.__name__.split('.')[-1]}, T={args.temperature:g})", vmax=vmax)
     save_figure(fig, args.out)
     if args.npy:
         np.save(args.npy, out)
-    print(f"{args.n} images in {seconds:.2f} s ({args.method}); wrote {args.out}" + (f" and {args.npy}" if args.npy else ""))
+    print(f"{count} images in {seconds:.2f} s ({args.method}); wrote {args.out}" + (f" and {args.npy}" if args.npy else ""))
     return 0
 
 

@@ -25,6 +25,7 @@ import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kerne
 import numpy as np
 
 from pixelcnn_np import checkpoint as ckpt
+from pixelcnn_np.cli import OneLineParser, positive_int, non_negative_int, positive_float, odd_int
 from pixelcnn_np.adam import adam_init
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, load_mnist
 from pixelcnn_np.metrics import format_report, nll_report
@@ -40,43 +41,6 @@ EVAL_BATCH = 100
 
 # Settings that fix the data order: a resumed run must use the same ones.
 RUN_KEYS = ("batch_size", "seed", "binarize", "schedule")
-
-
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def non_negative_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
-    return v
-
-
-def positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return v
-
-
-def odd_int(text):
-    v = positive_int(text)
-    if v % 2 == 0:
-        raise argparse.ArgumentTypeError(f"kernel size must be odd, got {v}")
-    return v
 
 
 PRESETS = {
@@ -102,7 +66,7 @@ def dilation_list(text):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         description="Train a hand-written NumPy PixelCNN on MNIST (CPU). Without flags: the default "
                     "preset, a Gated PixelCNN trained for 15 minutes.",
         epilog="Flags left unset take their value from --preset (shown in braces).",

@@ -87,16 +87,22 @@ def save_figure(fig, path, dpi=100):
 
 
 def completion_figure(originals, rows, completions, vmax=1):
-    """Occlusion completion: originals, the top `rows` rows kept (the rest grey), and
-    the model's completions. originals, completions (n, H, W) with values in [0, vmax]."""
+    """Occlusion completion: originals, the top `rows` rows kept (the rest grey), and the
+    model's completions, one row of the figure per completion.
+
+    originals (n, H, W); completions (k, n, H, W) or (n, H, W); values in [0, vmax].
+    """
     originals = np.asarray(originals) / vmax
     completions = np.asarray(completions) / vmax
+    if completions.ndim == 3:
+        completions = completions[None]
     occluded = originals.astype(np.float64).copy()
     occluded[:, rows:, :] = 0.5
-    n = len(originals)
-    fig, axes = plt.subplots(3, 1, figsize=(max(4, 0.6 * n), 3 * 0.75 + 1.2))
-    for ax, imgs, title in zip(axes, (originals, occluded, completions),
-                               ("original test digits", f"input: top {rows} rows kept", "completed by the model")):
+    n, k = len(originals), len(completions)
+    panels = [(originals, "original test digits"), (occluded, f"input: top {rows} rows kept")]
+    panels += [(c, f"completion {i + 1} (sampled by the model)") for i, c in enumerate(completions)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(4, 0.6 * n), 0.95 * len(panels) + 0.4))
+    for ax, (imgs, title) in zip(axes, panels):
         ax.imshow(image_grid(imgs, ncols=n), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
