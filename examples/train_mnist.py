@@ -286,7 +286,8 @@ def main(argv=None):
             bar.update(s.batch, loss=s.loss)
             end_of_epoch = s.batch == s.batches_per_epoch
             stop = ((args.max_steps is not None and s.step >= args.max_steps)
-                    or (train_seconds is not None and elapsed() >= train_seconds))
+                    or (train_seconds is not None and elapsed() >= train_seconds)
+                    or (end_of_epoch and s.epoch + 1 == args.epochs))      # the final evaluation follows
             if end_of_epoch:
                 bar.close()
                 bar = None

@@ -169,3 +169,27 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "interrupted: saved" in err and "--resume" in err and "Traceback" not in err
     from pixelcnn_np.checkpoint import load_checkpoint
     assert load_checkpoint(out / "checkpoint.npz").opt_state["t"] >= 1
+
+
+EVALUATE = str(ROOT / "examples" / "evaluate.py")
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
+def test_evaluate_json_and_backends_agree():
+    r = run(EVALUATE, "--data-dir", MNIST, "--limit", "60", "--json")
+    assert r.returncode == 0, r.stderr
+    ours = json.loads(r.stdout)
+    assert set(ours) == {"nats_per_image", "nats_per_pixel", "bits_per_dim", "perplexity"}
+    assert 0.03 < ours["nats_per_pixel"] < 0.2                  # the shipped model is trained
+    assert np.isclose(ours["nats_per_image"], 784 * ours["nats_per_pixel"])
+    assert np.isclose(ours["perplexity"], np.exp(ours["nats_per_pixel"]))
+    pytest.importorskip("torch")
+    r = run(EVALUATE, "--data-dir", MNIST, "--limit", "60", "--json", "--backend", "torch")
+    assert r.returncode == 0, r.stderr
+    theirs = json.loads(r.stdout)
+    assert abs(theirs["nats_per_pixel"] - ours["nats_per_pixel"]) <= 1e-5 * ours["nats_per_pixel"]
+
+
+def test_evaluate_refuses_a_missing_checkpoint():
+    r = run(EVALUATE, "--checkpoint", "/nonexistent/c.npz")
+    assert r.returncode == 2 and "no checkpoint" in r.stderr and "Traceback" not in r.stderr
