@@ -51,11 +51,12 @@ tests/test_dilated.py checks both the region and the Minkowski sum against the p
 where our input gradient is non-zero.
 """
 
-import numpy as np
-
-from .activations import relu_backward, relu_forward
-from .validation import check_input
-from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
+# The network is the plain PixelCNN stack with a dilation per B layer, so the plain
+# model's functions run it unchanged: `pixelcnn.layers(config)` reads "first_kernel_size"
+# and "dilations" from this config, and every masked conv takes its layer's dilation.
+from .pixelcnn import (  # noqa: F401
+    backward, forward, init_params, out_channels, param_shapes, sampler_init, sampler_logits, sampler_row_done,
+)
 
 DEFAULTS = {
     "model": "dilated",
@@ -67,111 +68,3 @@ DEFAULTS = {
     "height": 28,
     "width": 28,
 }
-
-
-def out_channels(config):
-    return 1 if config["pixels"] == "binary" else 256
-
-
-def param_shapes(config):
-    """{name: shape} of every parameter, in the order the forward pass uses them."""
-    h, K, F = config["hidden"], config["kernel_size"], config["first_kernel_size"]
-    shapes = {"conv0.w": (h, 1, F, F), "conv0.b": (h,)}
-    for l in range(1, len(config["dilations"]) + 1):
-        shapes[f"conv{l}.w"] = (h, h, K, K)
-        shapes[f"conv{l}.b"] = (h,)
-    shapes["out.w"] = (out_channels(config), h, 1, 1)
-    shapes["out.b"] = (out_channels(config),)
-    return shapes
-
-
-def init_params(config, rng, dtype=np.float32):
-    """He-normal weights over the *kept* fan-in (masked taps are zero), zero biases.
-    Dilation changes where taps read, not how many there are: same fan-in."""
-    from .masks import causal_mask
-
-    params = {}
-    for name, shape in param_shapes(config).items():
-        if name.endswith(".b"):
-            params[name] = np.zeros(shape, dtype=dtype)
-            continue
-        O, C, K, _ = shape
-        mask = np.ones((K, K)) if name == "out.w" else causal_mask(K, "A" if name == "conv0.w" else "B")
-        fan_in = C * mask.sum()
-        gain = 1.0 if name == "out.w" else 2.0               # ReLU layers: He, output: LeCun
-        w = rng.standard_normal(shape) * np.sqrt(gain / fan_in) * mask
-        params[name] = w.astype(dtype)
-    return params
-
-
-def forward(params, x, config):
-    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`."""
-    check_input(x, config)
-    dil = config["dilations"]
-    caches = []
-    h, c = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")        # (N, h, H, W)
-    caches.append(c)
-    h, c = relu_forward(h)
-    caches.append(c)
-    for l in range(1, len(dil) + 1):
-        h, c = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], "B", dil[l - 1])  # (N, h, H, W)
-        caches.append(c)
-        h, c = relu_forward(h)
-        caches.append(c)
-    logits, c = conv2d_forward(h, params["out.w"], params["out.b"])                   # (N, c_out, H, W)
-    caches.append(c)
-    return logits, (caches, len(dil))
-
-
-def backward(dlogits, cache, need_dx=False):
-    """dlogits (N, c_out, H, W) -> grads, a dict with the keys of params (and, with
-    need_dx, "x": the gradient with respect to the input image, (N, 1, H, W)).
-    The chain rule, layer by layer, in reverse order of `forward`; each conv's cache
-    remembers its own dilation."""
-    caches, L = cache
-    caches = list(caches)                        # popped below; the caller's cache stays intact
-    grads = {}
-    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, caches.pop())      # (N, h, H, W)
-    for l in range(L, 0, -1):
-        dh = relu_backward(dh, caches.pop())
-        dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = masked_conv2d_backward(dh, caches.pop())
-    dh = relu_backward(dh, caches.pop())
-    dx, grads["conv0.w"], grads["conv0.b"] = masked_conv2d_backward(dh, caches.pop(), need_dx=need_dx)
-    if need_dx:
-        grads["x"] = dx
-    return grads
-
-
-# ----------------------------------------------------------------------------------
-# Fast (cached) sampling: every layer computed only at the pixel being sampled
-# ----------------------------------------------------------------------------------
-
-def sampler_init(params, config, n, dtype):
-    """Cached hidden maps for `sampling.sample_cached`: one (n, h, H, W) per layer."""
-    shape = (n, config["hidden"], config["height"], config["width"])
-    return [np.zeros(shape, dtype=dtype) for _ in range(len(config["dilations"]) + 1)]
-
-
-def sampler_logits(params, state, x, i, j, config):
-    """Logits (n, c_out) at pixel (i, j), given x sampled up to (i, j) exclusive and the
-    cached maps of every layer up to (i, j) exclusive; fills the maps at (i, j).
-
-    As in the plain PixelCNN: layer l at (i, j) reads layer l - 1 at positions <= (i, j)
-    only (a dilated tap lands further away, still in the past), so computing the layers
-    in order at this one pixel is all that is needed.
-    """
-    from .conv import conv2d_row
-    from .masks import causal_mask
-
-    F, K = config["first_kernel_size"], config["kernel_size"]
-    layers = [(causal_mask(F, "A"), 1)] + [(causal_mask(K, "B"), d) for d in config["dilations"]]
-    h_in = x
-    for l, (mask, d) in enumerate(layers):
-        a = conv2d_row(h_in, params[f"conv{l}.w"], params[f"conv{l}.b"], mask, d, i, j, j + 1)[:, :, 0]  # (n, h)
-        state[l][:, :, i, j] = np.maximum(a, 0)                                   # ReLU
-        h_in = state[l]
-    return state[-1][:, :, i, j] @ params["out.w"][:, :, 0, 0].T + params["out.b"]  # (n, c_out)
-
-
-def sampler_row_done(params, state, x, i, config):
-    """Nothing to do at the end of a row: every layer is causal in raster order."""

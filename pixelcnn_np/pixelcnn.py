@@ -34,13 +34,25 @@ def out_channels(config):
     return 1 if config["pixels"] == "binary" else 256
 
 
+def layers(config):
+    """(kernel size, mask type, dilation) of conv0, conv1, ..., in order.
+
+    The plain PixelCNN: K x K everywhere, dilation 1, `n_layers` B layers. The same code
+    runs the dilated variant (`dilated.py`), whose config names a first kernel size and
+    one dilation per B layer.
+    """
+    K = config["kernel_size"]
+    dilations = config.get("dilations", [1] * config.get("n_layers", 0))
+    return [(config.get("first_kernel_size", K), "A", 1)] + [(K, "B", d) for d in dilations]
+
+
 def param_shapes(config):
     """{name: shape} of every parameter, in the order the forward pass uses them."""
-    h, K, L = config["hidden"], config["kernel_size"], config["n_layers"]
-    shapes = {"conv0.w": (h, 1, K, K), "conv0.b": (h,)}
-    for i in range(1, L + 1):
-        shapes[f"conv{i}.w"] = (h, h, K, K)
-        shapes[f"conv{i}.b"] = (h,)
+    h = config["hidden"]
+    shapes = {}
+    for l, (K, _, _) in enumerate(layers(config)):
+        shapes[f"conv{l}.w"] = (h, 1 if l == 0 else h, K, K)
+        shapes[f"conv{l}.b"] = (h,)
     shapes["out.w"] = (out_channels(config), h, 1, 1)
     shapes["out.b"] = (out_channels(config),)
     return shapes
@@ -67,26 +79,23 @@ def init_params(config, rng, dtype=np.float32):
 def forward(params, x, config):
     """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`."""
     check_input(x, config)
-    L = config["n_layers"]
     caches = []
-    h, c = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")   # (N, h, H, W)
-    caches.append(c)
-    h, c = relu_forward(h)
-    caches.append(c)
-    for i in range(1, L + 1):
-        h, c = masked_conv2d_forward(h, params[f"conv{i}.w"], params[f"conv{i}.b"], "B")  # (N, h, H, W)
+    h = x
+    for l, (_, mask_type, d) in enumerate(layers(config)):       # conv0 is mask A, the rest B
+        h, c = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], mask_type, d)  # (N, h, H, W)
         caches.append(c)
         h, c = relu_forward(h)
         caches.append(c)
     logits, c = conv2d_forward(h, params["out.w"], params["out.b"])              # (N, c_out, H, W)
     caches.append(c)
-    return logits, (caches, L)
+    return logits, (caches, len(caches) // 2 - 1)
 
 
 def backward(dlogits, cache, need_dx=False):
     """dlogits (N, c_out, H, W) -> grads, a dict with the keys of params (and, with
     need_dx, also "x": the gradient with respect to the input image, (N, 1, H, W)).
-    The chain rule, layer by layer, in reverse order of `forward`."""
+    The chain rule, layer by layer, in reverse order of `forward` (each conv's cache
+    remembers its own mask and dilation)."""
     caches, L = cache
     caches = list(caches)                        # popped below; the caller's cache stays intact
     grads = {}
@@ -111,11 +120,10 @@ def sampler_init(params, config, n, dtype):
     from .conv import row_conv_plan
     from .masks import causal_mask
 
-    K, L = config["kernel_size"], config["n_layers"]
     shape = (n, config["height"], config["width"], config["hidden"])
-    plans = [row_conv_plan(params[f"conv{l}.w"], params[f"conv{l}.b"], causal_mask(K, "A" if l == 0 else "B"), 1)
-             for l in range(L + 1)]
-    return {"maps": [np.zeros(shape, dtype=dtype) for _ in range(L + 1)], "plans": plans,
+    plans = [row_conv_plan(params[f"conv{l}.w"], params[f"conv{l}.b"], causal_mask(K, mask_type), d)
+             for l, (K, mask_type, d) in enumerate(layers(config))]
+    return {"maps": [np.zeros(shape, dtype=dtype) for _ in plans], "plans": plans,
             "out_w": np.ascontiguousarray(params["out.w"][:, :, 0, 0].T)}                # (h, c_out)
 
 

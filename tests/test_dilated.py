@@ -143,12 +143,13 @@ def test_gradient_check_catches_a_wrong_dilation(monkeypatch):
     dilation (dilation 1 for every layer) must fail the check on the dilated layer's
     weights, while the correct one passes."""
     import pixelcnn_np.conv as conv
+    import pixelcnn_np.pixelcnn as plain                 # dilated.py runs the plain stack's functions
 
     config, rng, params, x, loss_of, grads_of = _gradient_case("binary", 43)
     f = lambda q: loss_of({**params, "conv2.w": q})                          # noqa: E731
     check_directional(f, params["conv2.w"], grads_of(params)["conv2.w"], rng)
     real = conv.conv2d_backward
-    monkeypatch.setattr(dilated, "masked_conv2d_backward",
+    monkeypatch.setattr(plain, "masked_conv2d_backward",
                         lambda dy, cache, need_dx=True: real(dy, cache[:4] + (1,), need_dx=need_dx))
     with pytest.raises(AssertionError, match="directional gradient check failed"):
         check_directional(f, params["conv2.w"], grads_of(params)["conv2.w"], rng)
