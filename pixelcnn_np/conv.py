@@ -28,7 +28,7 @@ Two implementations live here:
       cols[c * T + t, n, i * W + j] = x[n, c, i + d (ky_t - rh), j + d (kx_t - rw)]   (C*T, nb, H*W)
 
   and do one matrix product  y = w_kept (O, C*T) @ cols (C*T, nb*H*W)  per chunk of
-  nb images, so the buffer stays a few MB. The gather is a Numba kernel
+  nb images, so the buffer stays about 1 MB (in cache). The gather is a Numba kernel
   (`_gather_taps_kernel`); the product is BLAS. Backward re-gathers the columns
   instead of keeping them from the forward pass (recomputing is cheap; holding every
   layer's buffer for a batch of 64 would cost ~300 MB per layer), and computes dx as
