@@ -18,7 +18,8 @@ Every forward and backward pass is plain code you can read and step through:
     metrics.py      nats/pixel, nats/image, bits/dim, perplexity
     data.py         MNIST: IDX parsing, download with checksums, binarization
     checkpoint.py   atomic, versioned .npz checkpoints
-    plots.py        sample grids and training curves
+    receptive_field.py  which input pixels a prediction can see (the blind spot)
+    plots.py        sample grids, training curves, masks, receptive fields, per-pixel NLL
 """
 
 from . import blas_setup  # noqa: F401  (must run before numpy loads OpenBLAS; see blas_setup.py)

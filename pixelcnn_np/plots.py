@@ -108,3 +108,190 @@ def completion_figure(originals, rows, completions, vmax=1):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------
+# Masks, receptive fields and where the loss comes from
+# ----------------------------------------------------------------------------------
+
+def dilated_footprint(mask, dilation=1):
+    """A (K, K) mask placed on the (D, D) window a dilated kernel covers, D = d (K - 1) + 1:
+    tap (ky, kx) lands at (d ky, d kx); the pixels between taps, which the kernel skips,
+    are NaN. dilation 1 returns the mask itself (as float64)."""
+    mask = np.asarray(mask, dtype=np.float64)
+    K = mask.shape[0]
+    D = dilation * (K - 1) + 1
+    footprint = np.full((D, D), np.nan)
+    footprint[::dilation, ::dilation] = mask
+    return footprint
+
+
+def masks_figure(kernel_size, dilation=1):
+    """The causal masks, drawn where their taps read the input.
+
+    Top row: mask A (first layer) and mask B (later layers) of the plain PixelCNN.
+    Bottom row: the gated model's vertical stack mask and horizontal masks A and B.
+    Each panel is the dilated footprint (`dilated_footprint`): dark = kept tap,
+    grey = masked tap, white = skipped by the dilation; the red box is the output pixel.
+    The image data of each panel is that footprint, so its taps equal the mask.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
+
+    from .masks import causal_mask, horizontal_mask, vertical_mask
+
+    K, d = kernel_size, dilation
+    panels = [[("mask A (first layer):\nearlier pixels only", causal_mask(K, "A")),
+               ("mask B (later layers):\nearlier pixels + the centre", causal_mask(K, "B")), None],
+              [("gated vertical stack:\nrows above + the centre row", vertical_mask(K)),
+               ("gated horizontal, layer 0 (A):\nleft of the centre", horizontal_mask(K, "A")),
+               ("gated horizontal, later (B):\nleft of + the centre", horizontal_mask(K, "B"))]]
+    cmap = ListedColormap(["#c8c8c8", "#1f3f8f"]).with_extremes(bad="white")   # NaN: between taps
+    D = d * (K - 1) + 1
+    c = D // 2
+    size = min(3.4, 2.0 + 0.1 * D)
+    fig, axes = plt.subplots(2, 3, figsize=(3 * size + 1.8, 2 * size + 1.6), layout="constrained")
+    im = None
+    for row, row_axes in zip(panels, axes):
+        for panel, ax in zip(row, row_axes):
+            if panel is None:
+                ax.axis("off")
+                continue
+            title, mask = panel
+            im = ax.imshow(dilated_footprint(mask, d), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+            ax.add_patch(Rectangle((c - 0.5, c - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5, zorder=3))
+            ticks = np.arange(0, D, d)
+            ax.set_xticks(ticks, [str(t - c) for t in ticks])
+            ax.set_yticks(ticks, [str(t - c) for t in ticks])
+            ax.set_xticks(np.arange(-0.5, D), minor=True)
+            ax.set_yticks(np.arange(-0.5, D), minor=True)
+            ax.grid(which="minor", color="white", lw=0.8)
+            ax.tick_params(which="minor", length=0)
+            ax.set_xlabel("column offset (pixels)")
+            ax.set_ylabel("row offset (pixels)")
+            ax.set_title(f"{title}\n{int(mask.sum())} of {K * K} taps kept", fontsize=9)
+    cbar = fig.colorbar(im, ax=axes.ravel().tolist(), ticks=[0.25, 0.75], shrink=0.6)
+    cbar.ax.set_yticklabels(["0: masked", "1: kept"])
+    cbar.set_label("mask value (multiplies the weight)")
+    note = "; white: skipped by the dilation" if d > 1 else ""
+    fig.suptitle(f"Causal masks of a {K}x{K} kernel, dilation {d}: the input offsets an output pixel "
+                 f"reads\n(red box: the output pixel{note})", fontsize=10)
+    return fig
+
+
+def _outline_region(ax, region, **line_kwargs):
+    """Draw the boundary of a boolean (H, W) region along pixel edges."""
+    from matplotlib.collections import LineCollection
+
+    padded = np.pad(np.asarray(region, dtype=bool), 1)
+    segments = []
+    rows, cols = np.nonzero(padded[1:, 1:-1] != padded[:-1, 1:-1])     # horizontal edges
+    segments += [[(c - 0.5, r - 0.5), (c + 0.5, r - 0.5)] for r, c in zip(rows, cols)]
+    rows, cols = np.nonzero(padded[1:-1, 1:] != padded[1:-1, :-1])     # vertical edges
+    segments += [[(c - 0.5, r - 0.5), (c - 0.5, r + 0.5)] for r, c in zip(rows, cols)]
+    ax.add_collection(LineCollection(segments, **line_kwargs))
+
+
+BLIND_SPOT_RGBA = (0.9, 0.1, 0.1, 1.0)
+
+
+def receptive_field_figure(fields, titles, i, j, regions=None):
+    """Side-by-side receptive fields of the prediction at pixel p = (i, j).
+
+    fields:  list of (H, W) arrays |d logit(p) / d x| (from `receptive_field.receptive_field`)
+    titles:  one title per field (e.g. "plain PixelCNN", "gated PixelCNN")
+    regions: optional list of (H, W) bool (`receptive_field.theoretical_region`), outlined;
+             its pixels with zero gradient (the blind spot) are painted red.
+
+    Colour is log |gradient|, one scale shared by every panel; zero gradient is white.
+    Each panel's first image holds the field itself (ax.images[0].get_array()); the
+    second, when regions are given, the red blind-spot overlay.
+    """
+    from matplotlib.colors import LogNorm
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    fields = [np.asarray(f, dtype=np.float64) for f in fields]
+    regions = [None] * len(fields) if regions is None else [np.asarray(r, dtype=bool) for r in regions]
+    positive = np.concatenate([f[f > 0] for f in fields])
+    vmin, vmax = (positive.min(), positive.max()) if positive.size else (1e-3, 1.0)
+    norm = LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")      # log(0): no gradient at all
+    H, W = fields[0].shape
+    fig, axes = plt.subplots(1, len(fields), figsize=(3.6 * len(fields) + 1.4, 4.6), squeeze=False,
+                             layout="constrained")
+    axes = axes[0]
+    im = None
+    for ax, field, title, region in zip(axes, fields, titles, regions):
+        im = ax.imshow(field, cmap=cmap, norm=norm, interpolation="nearest")
+        detail = f"{int((field > 0).sum())} input pixels with non-zero gradient"
+        if region is not None:
+            blind = region & (field == 0)
+            overlay = np.zeros((H, W, 4))
+            overlay[blind] = BLIND_SPOT_RGBA
+            ax.imshow(overlay, interpolation="nearest")
+            _outline_region(ax, region, colors="black", linewidths=1.8)
+            detail = (f"{int((region & (field > 0)).sum())} of {int(region.sum())} pixels in reach used, "
+                      f"{int(blind.sum())} blind")
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="black", edgecolor="white", lw=1))
+        ax.set_xticks(np.arange(-0.5, W), minor=True)
+        ax.set_yticks(np.arange(-0.5, H), minor=True)
+        ax.grid(which="minor", color="0.85", lw=0.4)
+        ax.tick_params(which="minor", length=0)
+        ax.set_xlim(-0.5, W - 0.5)
+        ax.set_ylim(H - 0.5, -0.5)
+        ax.set_xlabel("input column")
+        ax.set_ylabel("input row")
+        ax.set_title(f"{title}\n{detail}", fontsize=9)
+    fig.colorbar(im, ax=list(axes), label="|d logit / d input| (log scale)", shrink=0.8)
+    handles = [Patch(facecolor="black", label=f"the predicted pixel p = ({i}, {j})"),
+               Patch(facecolor="white", edgecolor="0.6", label="zero gradient")]
+    if any(r is not None for r in regions):
+        handles += [Line2D([], [], color="black", lw=1.8, label="earlier pixels within reach"),
+                    Patch(facecolor=BLIND_SPOT_RGBA, label="within reach, zero gradient: blind spot")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"Which input pixels move the prediction at p = ({i}, {j})", fontsize=11)
+    return fig
+
+
+def per_pixel_nll_map(params, config, images, batch_size=100):
+    """Mean NLL at each pixel position, in nats: (H, W) float64.
+
+    images (N, H, W) uint8 0..255, binarized by threshold for binary models (as
+    `train.evaluate` does), run through the model in the params' dtype:
+
+        map[a, b] = (1 / N) sum_n -log p(x_n[a, b] | x_n before (a, b))
+
+    so map.mean() is evaluate()'s nats/pixel on the same images.
+    """
+    from .data import binarize
+    from .losses import per_pixel_nll
+    from .models import get_model, model_input
+
+    model = get_model(config)
+    dtype = next(iter(params.values())).dtype
+    total = np.zeros((config["height"], config["width"]))
+    for s in range(0, len(images), batch_size):
+        pixels = images[s:s + batch_size]
+        if config["pixels"] == "binary":
+            pixels = binarize(pixels, "threshold")
+        logits, _ = model.forward(params, model_input(pixels, config, dtype), config)   # (B, c_out, H, W)
+        total += per_pixel_nll(logits, pixels, config["pixels"]).sum(axis=0, dtype=np.float64)
+    return total / len(images)
+
+
+def per_pixel_nll_figure(nll_map, title=None):
+    """Heatmap of the mean NLL per pixel position (H, W), in nats (`per_pixel_nll_map`):
+    where in the image the model is uncertain (for MNIST: the strokes' edges, not the
+    always-black border)."""
+    nll_map = np.asarray(nll_map, dtype=np.float64)
+    if title is None:
+        title = (f"Mean NLL at each pixel position\n(average {nll_map.mean():.4f} nats/pixel, "
+                 f"{nll_map.mean() / math.log(2):.4f} bits/dim)")
+    fig, ax = plt.subplots(figsize=(5, 4.4), layout="constrained")
+    im = ax.imshow(nll_map, cmap="magma", vmin=0, interpolation="nearest")
+    fig.colorbar(im, ax=ax, label="nats")
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    ax.set_title(title, fontsize=10)
+    return fig

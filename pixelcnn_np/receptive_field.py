@@ -1,0 +1,117 @@
+"""Receptive fields: which input pixels the prediction at one pixel actually uses.
+
+The prediction at p = (i, j) is a function of the input image x. How strongly it
+depends on each input pixel q is the size of the gradient
+
+    F[q] = | d logit(p) / d x[q] |                  (H, W), one number per input pixel
+
+and the model's own backward pass computes all of it at once: put a one-hot dlogits
+(1 at the logit of p, 0 elsewhere) into `backward(dlogits, cache, need_dx=True)`; the
+returned grads["x"] is row p of the network's Jacobian, d logit(p) / d x.
+
+For 8-bit models each pixel has 256 logits. `receptive_field` then returns, unless a
+`channel` is named, the sum over the 256 logits of |d logit_c(p) / d x| (one backward per
+logit, batched): a pixel counts if it moves *any* of the 256 logits.
+
+Two things can make F[q] zero:
+* no path joins q to p through the masked kernels: q is outside the receptive field.
+  For the plain PixelCNN this includes the *blind spot*, a wedge of earlier pixels above
+  and to the right of p that stacked masked kernels never reach;
+* a path exists but every path is switched off at this particular input (a ReLU at
+  zero, a saturated gate). Random or positive weights and a grey image keep this rare;
+  a trained network on a real image can show such "accidental" zeros.
+
+`theoretical_region` is the other half of the picture: every earlier raster position
+within the model's *reach*, the bounding region a field of that depth could cover if
+it had no blind spot. The plain PixelCNN fills it minus the wedge; the gated model
+fills it exactly (for K = 3 and dilations without gaps; see gated.py).
+
+Everything runs in float64, so a gradient of 1e-30 is not mistaken for zero.
+"""
+
+import numpy as np
+
+from .models import get_model
+
+
+def _as_float64(params):
+    return {name: np.asarray(p, dtype=np.float64) for name, p in params.items()}
+
+
+def receptive_field(params, config, i, j, x=None, channel=None, chunk=32):
+    """|gradient| of the logit(s) at pixel (i, j) with respect to every input pixel.
+
+    params: the model's parameter dict (any float dtype; computed in float64)
+    config: the model's config (its "model" names the forward/backward pair)
+    i, j:   the output pixel, 0 <= i < H, 0 <= j < W
+    x:      input image (H, W) or (1, 1, H, W) in the network's input scale
+            (0/1 binary, value/255 8-bit); default all 0.5 (a grey image)
+    channel: which logit at (i, j). None: the only one (binary) or the sum over all
+            256 of |d logit_c / d x| (8-bit).
+    chunk:  for the 8-bit sum, how many logits share one batched forward/backward
+
+    Returns F (H, W) float64, F[a, b] = sum_c | d logit_c(i, j) / d x[a, b] |.
+
+    Method: x is repeated once per logit c in a batch; dlogits is one-hot, 1 at
+    (batch n, channel c_n, i, j), so backward's grads["x"][n] = d logit_{c_n}(i, j) / d x.
+    """
+    H, W = config["height"], config["width"]
+    if not (0 <= i < H and 0 <= j < W):
+        raise ValueError(f"pixel ({i}, {j}) is outside the {H}x{W} image")
+    model = get_model(config)
+    params = _as_float64(params)
+    x = np.full((H, W), 0.5) if x is None else np.asarray(x, dtype=np.float64)
+    x = x.reshape(1, 1, H, W)                                                        # (1, 1, H, W)
+
+    channels = list(range(model.out_channels(config))) if channel is None else [channel]
+    field = np.zeros((H, W))
+    for s in range(0, len(channels), chunk):
+        batch = channels[s:s + chunk]
+        xs = np.repeat(x, len(batch), axis=0)                                        # (B, 1, H, W)
+        logits, cache = model.forward(params, xs, config)                            # (B, c_out, H, W)
+        dlogits = np.zeros_like(logits)
+        dlogits[np.arange(len(batch)), batch, i, j] = 1.0                            # one-hot per row
+        dx = model.backward(dlogits, cache, need_dx=True)["x"]                       # (B, 1, H, W)
+        field += np.abs(dx[:, 0]).sum(axis=0)
+    return field
+
+
+def reach(config):
+    """How many pixels up / left / right the model's stacked kernels can move, r = K // 2:
+
+        pixelcnn, dilated:  R = F // 2 + r * sum of the B layers' dilations
+                            (pixelcnn: F = K, every dilation 1, so R = (n_layers + 1) r)
+        residual:           R = F // 2 + r * n_blocks
+        gated:              R = r * sum of the dilations (both stacks), plus the one-row
+                            shift from the vertical to the horizontal stack
+    Returns (rows_up, cols_left, cols_right)."""
+    name = config["model"]
+    r = config["kernel_size"] // 2
+    if name in ("pixelcnn", "dilated"):
+        from .pixelcnn import layers
+        R = sum(d * (K // 2) for K, _, d in layers(config))
+        return R, R, R
+    if name == "residual":
+        R = config["first_kernel_size"] // 2 + r * config["n_blocks"]
+        return R, R, R
+    if name == "gated":
+        S = r * sum(config["dilations"])
+        return S + 1, S, S
+    raise ValueError(f"no reach rule for model {name!r}")
+
+
+def theoretical_region(config, i, j):
+    """(H, W) bool: the earlier raster positions within the model's reach of p = (i, j).
+
+    With (U, L, R) = reach(config):
+        rows i - U .. i - 1,  columns j - L .. j + R      (every row above, within reach)
+        row i,                columns j - L .. j - 1      (the current row, to the left)
+    clipped to the image. The gated model's field is exactly this region (K = 3, no
+    dilation gaps); the plain PixelCNN's is this region minus its blind spot.
+    """
+    H, W = config["height"], config["width"]
+    up, left, right = reach(config)
+    rows, cols = np.indices((H, W))
+    above = (rows >= i - up) & (rows < i) & (cols >= j - left) & (cols <= j + right)
+    same_row = (rows == i) & (cols >= j - left) & (cols < j)
+    return above | same_row
