@@ -79,6 +79,7 @@ def save_figure(fig, path, dpi=100):
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi)
+        os.chmod(tmp, 0o644)              # mkstemp makes files 0600; a figure is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
