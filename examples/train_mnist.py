@@ -247,7 +247,8 @@ def main(argv=None):
     if args.minutes:
         t_eval = time_forward(params, config, EVAL_BATCH) * len(test_images) / EVAL_BATCH
         t_samples = time_sampling(params, config, args.n_samples) if args.n_samples else 0.0
-        train_seconds = args.minutes * 60 - elapsed() - 1.1 * (t_eval + t_samples) - 10
+        # elapsed() already counts the start-up and any time spent before a --resume
+        train_seconds = args.minutes * 60 - 1.1 * (t_eval + t_samples) - 10
         print(f"time budget: {train_seconds / 60:.1f} min of training, then about {t_eval:.0f} s of "
               f"evaluation and {t_samples:.0f} s of sampling")
         if train_seconds <= 0:

@@ -193,3 +193,15 @@ def test_evaluate_json_and_backends_agree():
 def test_evaluate_refuses_a_missing_checkpoint():
     r = run(EVALUATE, "--checkpoint", "/nonexistent/c.npz")
     assert r.returncode == 2 and "no checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
+def test_a_time_budget_is_kept(tmp_path):
+    """--minutes bounds the whole run, evaluation and samples included."""
+    out = tmp_path / "run"
+    r = run(TRAIN, "--data-dir", MNIST, "--out", out, "--minutes", "0.25", "--eval-limit", "50",
+            "--n-samples", "1", "--no-progress", *TINY)
+    assert r.returncode == 0, r.stderr
+    final = json.loads((out / "metrics.json").read_text())["epochs"][-1]
+    assert final["step"] > 10
+    assert final["seconds"] <= 0.25 * 60 + 3                      # the final evaluation is inside the budget
