@@ -2,8 +2,8 @@
 
     python examples/make_figures.py --data-dir ../shared/mnist      # writes examples/figures/*.png
 
-samples_default.png, completions.png, receptive_field.png, masks.png and
-per_pixel_nll.png are made from `pixelcnn_np/pretrained.npz` (or --checkpoint);
+samples_default.png, completions.png, receptive_field.png, masks.png,
+per_pixel_nll.png and likelihood_extremes.png are made from `pixelcnn_np/pretrained.npz` (or --checkpoint);
 loss_curve_default.png is the training curve of a run, so it is redrawn only when
 --run points at that run's folder (its checkpoint holds the history).
 """
@@ -19,11 +19,12 @@ from pixelcnn_np.cli import OneLineParser
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
 from pixelcnn_np.models import get_model, make_config
 from pixelcnn_np.plots import (
-    completion_figure, loss_curve_figure, masks_figure, per_pixel_nll_figure, per_pixel_nll_map,
+    completion_figure, likelihood_extremes_figure, loss_curve_figure, masks_figure, per_pixel_nll_figure,
     receptive_field_figure, samples_figure, save_figure,
 )
 from pixelcnn_np.receptive_field import receptive_field, theoretical_region
 from pixelcnn_np.sampling import sample_cached
+from pixelcnn_np.train import nll_per_pixel
 
 HERE = Path(__file__).resolve().parent
 PRETRAINED = Path(pixelcnn_np.__file__).resolve().parent / "pretrained.npz"
@@ -63,10 +64,12 @@ def main(argv=None):
                                        i, j, regions=regions), out / "receptive_field.png")
     save_figure(masks_figure(5), out / "masks.png")
 
-    nll = per_pixel_nll_map(params, config, test)
+    per_pixel = nll_per_pixel(params, config, test)                        # (N, H, W) nats
+    nll = per_pixel.mean(axis=0)
     save_figure(per_pixel_nll_figure(nll, title=f"Pretrained {config['model']} model: mean NLL of each pixel position\n"
                                                 f"over the {len(test):,} test digits ({nll.mean():.4f} nats/pixel)"),
                 out / "per_pixel_nll.png")
+    save_figure(likelihood_extremes_figure(binarize(test), per_pixel.sum(axis=(1, 2))), out / "likelihood_extremes.png")
     if args.run:
         history = load_checkpoint(Path(args.run) / "checkpoint.npz").meta["history"]
         save_figure(loss_curve_figure(history), out / "loss_curve_default.png")

@@ -258,27 +258,32 @@ def receptive_field_figure(fields, titles, i, j, regions=None):
 def per_pixel_nll_map(params, config, images, batch_size=100):
     """Mean NLL at each pixel position, in nats: (H, W) float64.
 
-    images (N, H, W) uint8 0..255, binarized by threshold for binary models (as
-    `train.evaluate` does), run through the model in the params' dtype:
-
         map[a, b] = (1 / N) sum_n -log p(x_n[a, b] | x_n before (a, b))
 
-    so map.mean() is evaluate()'s nats/pixel on the same images.
+    so map.mean() is evaluate()'s nats/pixel on the same images (`train.nll_per_pixel`).
     """
-    from .data import binarize
-    from .losses import per_pixel_nll
-    from .models import get_model, model_input
+    from .train import nll_per_pixel
+    return nll_per_pixel(params, config, images, batch_size).mean(axis=0)
 
-    model = get_model(config)
-    dtype = next(iter(params.values())).dtype
-    total = np.zeros((config["height"], config["width"]))
-    for s in range(0, len(images), batch_size):
-        pixels = images[s:s + batch_size]
-        if config["pixels"] == "binary":
-            pixels = binarize(pixels, "threshold")
-        logits, _ = model.forward(params, model_input(pixels, config, dtype), config)   # (B, c_out, H, W)
-        total += per_pixel_nll(logits, pixels, config["pixels"]).sum(axis=0, dtype=np.float64)
-    return total / len(images)
+
+def likelihood_extremes_figure(images, nll_per_image, k=8, vmax=1):
+    """The k most and k least likely images under the model, with their NLL in nats.
+    images (N, H, W), nll_per_image (N,) nats. A PixelCNN's likelihood flags unusual
+    inputs: the least likely test digits are the odd ones."""
+    order = np.argsort(nll_per_image)
+    picks = [("most likely", order[:k]), ("least likely", order[::-1][:k])]
+    fig, axes = plt.subplots(2, k, figsize=(1.2 * k, 3.2))
+    for row, (label, idx) in enumerate(picks):
+        for col, n in enumerate(idx):
+            ax = axes[row, col]
+            ax.imshow(np.asarray(images[n]) / vmax, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(f"{nll_per_image[n]:.0f} nats", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(label, fontsize=9)
+    fig.suptitle("Test digits ranked by their NLL under the model (-log p(x), nats per image)", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def per_pixel_nll_figure(nll_map, title=None):

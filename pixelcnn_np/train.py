@@ -86,19 +86,27 @@ def training_steps(params, opt_state, train_images, config, *, epochs, batch_siz
             yield Step(params, opt_state, loss, epoch, b + 1, per_epoch, step)
 
 
-def evaluate(params, config, images, batch_size=100, progress=None):
-    """Mean test NLL in nats/pixel over `images` (N, H, W) uint8, binarized by
-    threshold for binary models (the test set is never resampled)."""
+def nll_per_pixel(params, config, images, batch_size=100, progress=None):
+    """-log p(x_p | x_<p) of every pixel of every image, in nats: (N, H, W) float64.
+
+    images (N, H, W) uint8 0..255, binarized by threshold for binary models (the test set
+    is never resampled). Its mean is the NLL in nats/pixel; its sum over (H, W) is each
+    image's NLL in nats; its mean over N is the map of which positions are hard.
+    """
     model = get_model(config)
     dtype = next(iter(params.values())).dtype
-    total, count = 0.0, 0
+    out = np.empty(np.shape(images), dtype=np.float64)
     for s in range(0, len(images), batch_size):
         pixels = images[s:s + batch_size]
         if config["pixels"] == "binary":
             pixels = binarize(pixels, "threshold")
-        logits, _ = model.forward(params, model_input(pixels, config, dtype), config)
-        total += float(per_pixel_nll(logits, pixels, config["pixels"]).sum())
-        count += pixels.size
+        logits, _ = model.forward(params, model_input(pixels, config, dtype), config)   # (B, c_out, H, W)
+        out[s:s + len(pixels)] = per_pixel_nll(logits, pixels, config["pixels"])
         if progress is not None:
             progress(s + len(pixels), len(images))
-    return total / count
+    return out
+
+
+def evaluate(params, config, images, batch_size=100, progress=None):
+    """Mean test NLL in nats/pixel over `images` (N, H, W) uint8 (see `nll_per_pixel`)."""
+    return float(nll_per_pixel(params, config, images, batch_size, progress).mean())

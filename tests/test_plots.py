@@ -235,3 +235,26 @@ def test_per_pixel_nll_map_binary_uses_the_threshold():
     nll = plots.per_pixel_nll_map(params, config, images)
     np.testing.assert_allclose(nll[:, 4:], math.log1p(math.exp(-2.0)), rtol=1e-14)    # x = 1
     np.testing.assert_allclose(nll[:, :4], math.log1p(math.exp(2.0)), rtol=1e-14)     # x = 0
+
+
+def test_likelihood_extremes_show_the_ranked_images(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from pixelcnn_np.plots import likelihood_extremes_figure, save_figure
+    from pixelcnn_np.train import evaluate, nll_per_pixel
+
+    config = make_config("pixelcnn", hidden=2, n_layers=1, kernel_size=3, height=6, width=6)
+    params = get_model(config).init_params(config, np.random.default_rng(0), np.float64)
+    images = np.random.default_rng(1).integers(0, 256, (12, 6, 6)).astype(np.uint8)
+    per_pixel = nll_per_pixel(params, config, images, batch_size=5)
+    assert per_pixel.shape == (12, 6, 6)
+    assert abs(per_pixel.mean() - evaluate(params, config, images)) < 1e-12
+    per_image = per_pixel.sum(axis=(1, 2))
+    fig = likelihood_extremes_figure(images, per_image, k=3, vmax=255)
+    best = np.argsort(per_image)[:3]
+    worst = np.argsort(per_image)[::-1][:3]
+    for col in range(3):
+        np.testing.assert_allclose(fig.axes[col].images[0].get_array(), images[best[col]] / 255)
+        np.testing.assert_allclose(fig.axes[3 + col].images[0].get_array(), images[worst[col]] / 255)
+    save_figure(fig, tmp_path / "extremes.png")
+    assert (tmp_path / "extremes.png").stat().st_size > 0
