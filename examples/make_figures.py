@@ -3,7 +3,7 @@
     python examples/make_figures.py --data-dir ../shared/mnist      # writes examples/figures/*.png
 
 samples_default.png, completions.png, receptive_field.png, masks.png,
-per_pixel_nll.png and likelihood_extremes.png are made from `pixelcnn_np/pretrained.npz` (or --checkpoint);
+per_pixel_nll.png, likelihood_extremes.png and sampling.gif are made from `pixelcnn_np/pretrained.npz` (or --checkpoint);
 loss_curve_default.png is the training curve of a run, so it is redrawn only when
 --run points at that run's folder (its checkpoint holds the history).
 """
@@ -20,7 +20,7 @@ from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
 from pixelcnn_np.models import get_model, make_config
 from pixelcnn_np.plots import (
     completion_figure, likelihood_extremes_figure, loss_curve_figure, masks_figure, per_pixel_nll_figure,
-    receptive_field_figure, samples_figure, save_figure,
+    receptive_field_figure, samples_figure, save_figure, save_sampling_animation,
 )
 from pixelcnn_np.receptive_field import receptive_field, theoretical_region
 from pixelcnn_np.sampling import sample_cached
@@ -48,6 +48,7 @@ def main(argv=None):
 
     imgs = sample_cached(params, config, 64, np.random.default_rng(0))
     save_figure(samples_figure(imgs, f"64 samples ({config['model']}, T=1)"), out / "samples_default.png")
+    save_sampling_animation(imgs[:16], out / "sampling.gif", every=28)
 
     originals = binarize(test[:10])
     done = sample_cached(params, config, 30, np.random.default_rng(0), images=np.tile(originals, (3, 1, 1)),

@@ -301,3 +301,49 @@ def per_pixel_nll_figure(nll_map, title=None):
     ax.set_ylabel("row")
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def raster_frames(images, every):
+    """Frames of raster-scan sampling: frame f shows the first f * every pixels of each
+    image (the values the sampler drew there, which never change afterwards) and grey
+    (0.5) where nothing has been drawn yet. images (n, H, W) in [0, 1] -> (F, n, H, W)."""
+    images = np.asarray(images, dtype=np.float64)
+    n, H, W = images.shape
+    counts = list(range(0, H * W, every)) + [H * W]
+    frames = np.full((len(counts), n, H * W), 0.5)
+    flat = images.reshape(n, H * W)
+    for f, c in enumerate(counts):
+        frames[f, :, :c] = flat[:, :c]
+    return frames.reshape(len(counts), n, H, W)
+
+
+def save_sampling_animation(images, path, every=28, ncols=None, fps=12, vmax=1):
+    """Write a GIF of digits appearing pixel by pixel in raster order (matplotlib's
+    Pillow writer). images (n, H, W): the finished samples, values in [0, vmax]."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    frames = raster_frames(np.asarray(images) / vmax, every)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    art = ax.imshow(image_grid(frames[0], ncols=ncols), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    title = ax.set_title("")
+    H, W = frames.shape[2:]
+
+    def show(f):
+        art.set_data(image_grid(frames[f], ncols=ncols))
+        title.set_text(f"raster-scan sampling: {min(f * every, H * W)} of {H * W} pixels")
+        return art, title
+
+    anim = FuncAnimation(fig, show, frames=len(frames), blit=False)
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".gif", dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        anim.save(tmp, writer=PillowWriter(fps=fps))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        plt.close(fig)

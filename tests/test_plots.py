@@ -258,3 +258,20 @@ def test_likelihood_extremes_show_the_ranked_images(tmp_path):
         np.testing.assert_allclose(fig.axes[3 + col].images[0].get_array(), images[worst[col]] / 255)
     save_figure(fig, tmp_path / "extremes.png")
     assert (tmp_path / "extremes.png").stat().st_size > 0
+
+
+def test_raster_frames_reveal_pixels_in_raster_order(tmp_path):
+    from PIL import Image
+
+    from pixelcnn_np.plots import raster_frames, save_sampling_animation
+    images = np.random.default_rng(0).integers(0, 2, (3, 4, 5)).astype(np.float64)
+    frames = raster_frames(images, every=6)
+    assert frames.shape == (5, 3, 4, 5)                         # 0, 6, 12, 18 pixels, then all 20
+    for f, count in enumerate([0, 6, 12, 18, 20]):
+        flat = frames[f].reshape(3, -1)
+        np.testing.assert_array_equal(flat[:, :count], images.reshape(3, -1)[:, :count])
+        assert (flat[:, count:] == 0.5).all()
+    path = tmp_path / "sampling.gif"
+    save_sampling_animation(images, path, every=6)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 5
