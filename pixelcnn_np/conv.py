@@ -316,47 +316,8 @@ def conv2d_row_reference(x, w, b, mask, dilation, i, j0, j1):
     return y
 
 
-@njit(cache=True)
-def _gather_row_kernel(x, off_y, off_x, i, j0, j1, cols):
-    """cols[n * J + (j - j0), c * T + t] = x[n, c, i + off_y[t], j + off_x[t]] (0 outside).
-    x (N, C, H, W) -> cols (N * J, C * T) with J = j1 - j0."""
-    N, C, H, W = x.shape
-    T = off_y.shape[0]
-    J = j1 - j0
-    for n in range(N):
-        for j in range(j0, j1):
-            r = n * J + (j - j0)
-            for c in range(C):
-                for t in range(T):
-                    ii = i + off_y[t]
-                    jj = j + off_x[t]
-                    inside = 0 <= ii < H and 0 <= jj < W
-                    cols[r, c * T + t] = x[n, c, ii, jj] if inside else 0
-    return cols
-
-
-def conv2d_row(x, w, b, mask, dilation, i, j0, j1):
-    """Fast twin of `conv2d_row_reference`: gather the kept taps of the J = j1 - j0
-    output positions (Numba), then one GEMM. x (N, C, H, W) -> (N, O, J).
-
-    Arguments are trusted (this runs ~800 times per layer while sampling an image);
-    the samplers pass arrays the model's own forward pass has already validated.
-    """
-    N, C, H, W = x.shape
-    O, _, KH, KW = w.shape
-    taps = kept_taps(mask)
-    J = j1 - j0
-    if len(taps) == 0:
-        return np.zeros((N, O, J), dtype=x.dtype) + b[None, :, None]
-    off_y, off_x = _tap_offsets(taps, dilation, KH, KW)
-    cols = _gather_row_kernel(x, off_y, off_x, i, j0, j1, np.empty((N * J, C * len(taps)), dtype=x.dtype))
-    wk = w[:, :, taps[:, 0], taps[:, 1]].reshape(O, -1)                     # (O, C*T)
-    y = cols @ wk.T + b                                                       # (N*J, O)
-    return y.reshape(N, J, O).transpose(0, 2, 1)
-
-
-# Channels-last twins for the samplers. A sampler's cached maps are its own business, so
-# it keeps them as (N, H, W, C): then the C inputs of one tap are contiguous in memory
+# The fast twin, for the samplers. A sampler's cached maps are its own business, so it
+# keeps them channels-last, (N, H, W, C): then the C inputs of one tap are contiguous in memory
 # and gathering one output position reads T short runs instead of C * T scattered
 # values (measured 4x faster on the seed net). `row_conv_plan` does the per-layer work
 # (kept taps, their offsets, the kept weights as one matrix) once per sampling run.
@@ -395,7 +356,7 @@ def _gather_row_nhwc_kernel(x, off_y, off_x, i, j0, j1, cols):
 
 def conv2d_row_nhwc(x, plan, i, j0, j1):
     """The layer of `plan` at row i, columns j0..j1-1, on a channels-last x (N, H, W, C)
-    -> (N, J, O). Same numbers as `conv2d_row` on the NCHW layout."""
+    -> (N, J, O). Same numbers as `conv2d_row_reference` on the NCHW layout, transposed."""
     N, H, W, C = x.shape
     J = j1 - j0
     TC, O = plan["w"].shape

@@ -35,6 +35,7 @@ branch) and at v_pre (it feeds both the next vertical layer, via the gate, and t
 import numpy as np
 
 from .activations import elu_backward, elu_forward, gate_backward, gate_forward, sigmoid
+from .pixelcnn import out_channels
 from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward
 from .masks import horizontal_mask, vertical_mask
@@ -48,10 +49,6 @@ DEFAULTS = {
     "height": 28,
     "width": 28,
 }
-
-
-def out_channels(config):
-    return 1 if config["pixels"] == "binary" else 256
 
 
 def shift_down_forward(x):

@@ -31,6 +31,8 @@ DEFAULTS = {
 
 
 def out_channels(config):
+    """Logits per pixel: 1 (Bernoulli, binary pixels) or 256 (categorical, 8-bit).
+    Every model's output layer uses this."""
     return 1 if config["pixels"] == "binary" else 256
 
 

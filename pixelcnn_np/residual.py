@@ -34,6 +34,7 @@ the identity path's gradient and the branch's, summed.
 import numpy as np
 
 from .activations import relu_backward, relu_forward
+from .pixelcnn import out_channels
 from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
 
@@ -47,10 +48,6 @@ DEFAULTS = {
     "height": 28,
     "width": 28,
 }
-
-
-def out_channels(config):
-    return 1 if config["pixels"] == "binary" else 256
 
 
 def param_shapes(config):
@@ -154,9 +151,19 @@ def backward(dlogits, cache, need_dx=False):
 # of its masked conv, filled at (i, j) right before x_(i, j) is drawn.
 
 def sampler_init(params, config, n, dtype):
-    """Cached maps for `sampling.sample_cached`: each block's conv input, (n, h, H, W)."""
-    shape = (n, config["hidden"], config["height"], config["width"])
-    return [np.zeros(shape, dtype=dtype) for _ in range(config["n_blocks"])]
+    """Cached maps for `sampling.sample_cached`, channels-last: each block's masked-conv
+    input (n, H, W, h), and the precomputed `row_conv_plan` of every masked conv."""
+    from .conv import row_conv_plan
+    from .masks import causal_mask
+
+    shape = (n, config["height"], config["width"], config["hidden"])
+    maskB = causal_mask(config["kernel_size"], "B")
+    return {
+        "maps": [np.zeros(shape, dtype=dtype) for _ in range(config["n_blocks"])],
+        "first": row_conv_plan(params["conv0.w"], params["conv0.b"], causal_mask(config["first_kernel_size"], "A"), 1),
+        "convs": [row_conv_plan(params[f"block{b}.conv.w"], params[f"block{b}.conv.b"], maskB, 1)
+                  for b in range(1, config["n_blocks"] + 1)],
+    }
 
 
 def sampler_logits(params, state, x, i, j, config):
@@ -165,21 +172,20 @@ def sampler_logits(params, state, x, i, j, config):
 
     conv_b at (i, j) reads its input at positions <= (i, j) only (mask B), and conv0
     reads x at positions < (i, j) (mask A): computing the blocks in order at this one
-    pixel is all that is needed.
+    pixel is all that is needed. x (n, 1, H, W) has one channel, so it is channels-last.
     """
-    from .conv import conv2d_row
-    from .masks import causal_mask
+    from .conv import conv2d_row_nhwc
 
-    maskA, maskB = causal_mask(config["first_kernel_size"], "A"), causal_mask(config["kernel_size"], "B")
+    n, _, H, W = x.shape
 
     def conv1x1(a, name):                                             # a (n, C) -> (n, O)
         return a @ params[name + ".w"][:, :, 0, 0].T + params[name + ".b"]
 
-    r = conv2d_row(x, params["conv0.w"], params["conv0.b"], maskA, 1, i, j, j + 1)[:, :, 0]  # (n, 2h)
-    for b in range(1, config["n_blocks"] + 1):
+    r = conv2d_row_nhwc(x.reshape(n, H, W, 1), state["first"], i, j, j + 1)[:, 0]        # (n, 2h)
+    for b, (h_map, plan) in enumerate(zip(state["maps"], state["convs"]), start=1):
         p = f"block{b}."
-        state[b - 1][:, :, i, j] = np.maximum(conv1x1(np.maximum(r, 0), p + "reduce"), 0)  # (n, h)
-        a = conv2d_row(state[b - 1], params[p + "conv.w"], params[p + "conv.b"], maskB, 1, i, j, j + 1)[:, :, 0]
+        h_map[:, i, j, :] = np.maximum(conv1x1(np.maximum(r, 0), p + "reduce"), 0)      # (n, h)
+        a = conv2d_row_nhwc(h_map, plan, i, j, j + 1)[:, 0]                              # (n, h)
         r = r + conv1x1(np.maximum(a, 0), p + "expand")                                  # (n, 2h)
     return conv1x1(np.maximum(r, 0), "out")                                              # (n, c_out)
 

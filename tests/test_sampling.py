@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pixelcnn_np.conv import conv2d_forward, conv2d_row, conv2d_row_reference
+from pixelcnn_np.conv import conv2d_forward, conv2d_row_nhwc, conv2d_row_reference, row_conv_plan
 from pixelcnn_np.masks import causal_mask, horizontal_mask, vertical_mask
 from pixelcnn_np.models import get_model, make_config
 from pixelcnn_np.sampling import draw_pixel, sample, sample_cached, sample_naive
@@ -99,7 +99,8 @@ def test_conv2d_row_matches_the_full_convolution(N, C, O, H, W, K, kind, d, seed
     i = int(rng.integers(H))
     j0 = int(rng.integers(W))
     j1 = int(rng.integers(j0 + 1, W + 1))
-    np.testing.assert_allclose(conv2d_row(x, w, b, mask, d, i, j0, j1), y[:, :, i, j0:j1], rtol=1e-12, atol=1e-12)
+    fast = conv2d_row_nhwc(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), row_conv_plan(w, b, mask, d), i, j0, j1)
+    np.testing.assert_allclose(fast.transpose(0, 2, 1), y[:, :, i, j0:j1], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv2d_row_reference(x, w, b, mask, d, i, j0, j1), y[:, :, i, j0:j1],
                                rtol=1e-12, atol=1e-12)
 
