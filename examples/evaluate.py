@@ -7,7 +7,8 @@
 --backend numpy runs our own forward pass; --backend torch runs the same weights through
 `pixelcnn_np.torch_bridge.to_torch` (needs `pip install torch==2.13.0`): the two agree.
 Binary models are evaluated on threshold-binarized test digits (pixel/255 >= 0.5),
-8-bit models on the raw pixels.
+8-bit models on the raw pixels. A class-conditional model is evaluated as p(x | y) with
+each test digit's true label y.
 """
 
 import json
@@ -41,7 +42,7 @@ def build_parser():
     return p
 
 
-def torch_nll(params, config, images, batch_size):
+def torch_nll(params, config, images, batch_size, labels=None):
     """Mean NLL (nats/pixel) computed by the PyTorch twin of the model."""
     import torch
 
@@ -54,7 +55,11 @@ def torch_nll(params, config, images, batch_size):
             pixels = images[s:s + batch_size]
             if config["pixels"] == "binary":
                 pixels = binarize(pixels)
-            logits = module(torch.from_numpy(model_input(pixels, config, dtype))).numpy()
+            x = torch.from_numpy(model_input(pixels, config, dtype))
+            if labels is None:
+                logits = module(x).numpy()
+            else:
+                logits = module(x, torch.from_numpy(labels[s:s + batch_size].astype(np.int64))).numpy()
             total += float(per_pixel_nll(logits, pixels, config["pixels"]).sum())
             count += pixels.size
     return total / count
@@ -79,18 +84,22 @@ def main(argv=None):
             print("error: --backend torch needs PyTorch (pip install torch==2.13.0)", file=sys.stderr)
             return 2
     try:
-        images = load_mnist(args.data_dir, download=not args.no_download)["test_images"]
+        data = load_mnist(args.data_dir, download=not args.no_download)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    images = data["test_images"]
+    labels = data["test_labels"].astype(np.int64) if ck.config.get("n_classes", 0) else None
     if args.limit:
         images = images[:args.limit]
+        labels = None if labels is None else labels[:args.limit]
     if args.backend == "numpy":
         bar = Progress(len(images), "test", enabled=not args.json)
-        nll = evaluate(ck.params, ck.config, images, batch_size=args.batch_size, progress=lambda d, t: bar.update(d))
+        nll = evaluate(ck.params, ck.config, images, batch_size=args.batch_size, progress=lambda d, t: bar.update(d),
+                       labels=labels)
         bar.close()
     else:
-        nll = torch_nll(ck.params, ck.config, images, args.batch_size)
+        nll = torch_nll(ck.params, ck.config, images, args.batch_size, labels)
     report = nll_report(nll, ck.config["height"] * ck.config["width"])
     if args.json:
         print(json.dumps(report))

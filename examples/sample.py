@@ -3,6 +3,8 @@
     python examples/sample.py --checkpoint runs/mnist/checkpoint.npz --n 64 --out samples.png
     python examples/sample.py --checkpoint C --complete-rows 14 --out completions.png
     python examples/sample.py --checkpoint C --method naive --n 4      # the slow reference
+    python examples/sample.py --checkpoint C --n 100                   # conditional: a row per digit 0-9
+    python examples/sample.py --checkpoint C --digits 3,7 --n 20       # conditional: only 3s and 7s
 
 --method cached (default) computes each layer only at the pixel being sampled; naive
 runs the whole network once per pixel. Both give the same images for the same --seed.
@@ -27,6 +29,16 @@ from pixelcnn_np.sampling import sample
 PRETRAINED = Path(pixelcnn_np.__file__).resolve().parent / "pretrained.npz"
 
 
+def digit_list(text):
+    try:
+        digits = [int(v) for v in text.split(",")]
+    except ValueError:
+        digits = []
+    if not digits or min(digits) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated digits such as 3 or 0,1,2, got {text!r}")
+    return digits
+
+
 def build_parser():
     p = OneLineParser(description="Sample MNIST digits from a pixelcnn_np checkpoint.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -43,6 +55,9 @@ def build_parser():
                    help="complete real test digits: keep their top R rows, sample the rest")
     p.add_argument("--completions", type=positive_int, default=3,
                    help="with --complete-rows: completions sampled per digit")
+    p.add_argument("--digits", type=digit_list, default=None,
+                   help="class-conditional checkpoints only: comma-separated digits to draw, one row per digit "
+                        "(default: 0,1,...,9)")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder for --complete-rows (default: ${DATA_DIR_ENV} or ./data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
     p.add_argument("--no-progress", action="store_true")
@@ -63,6 +78,16 @@ def main(argv=None):
         return 2
     config, params = ck.config, ck.params
     H, W = config["height"], config["width"]
+    n_classes = config.get("n_classes", 0)
+    if args.digits is not None and not n_classes:
+        parser.error("--digits needs a class-conditional checkpoint (train one with train_mnist.py --conditional)")
+    digits = args.digits if args.digits is not None else list(range(n_classes))
+    if digits and max(digits) >= n_classes:
+        parser.error(f"--digits must lie in 0..{n_classes - 1} for this checkpoint, got {max(digits)}")
+    labels, ncols = None, None
+    if n_classes:                                  # one row per digit: n // len(digits) images each
+        per_row = -(-args.n // len(digits))
+        labels, ncols = np.repeat(digits, per_row)[:args.n], per_row
     images, start, originals = None, 0, None
     if args.complete_rows is not None:
         if not 0 < args.complete_rows < H:
@@ -73,6 +98,8 @@ def main(argv=None):
             print(f"error: {e}", file=sys.stderr)
             return 1
         originals = data["test_images"][:args.n]
+        if n_classes:                              # complete each digit given its true label
+            labels = np.tile(data["test_labels"][:args.n].astype(np.int64), args.completions)
         if config["pixels"] == "binary":
             originals = binarize(originals)
         images, start = np.tile(originals, (args.completions, 1, 1)), args.complete_rows * W
@@ -80,14 +107,17 @@ def main(argv=None):
     bar = Progress(H * W - start, f"sampling {count} ({args.method})", enabled=not args.no_progress)
     t0 = time.perf_counter()
     out = sample(params, config, count, np.random.default_rng(args.seed), method=args.method,
-                 temperature=args.temperature, images=images, start=start, progress=lambda d, t: bar.update(d))
+                 temperature=args.temperature, images=images, start=start, progress=lambda d, t: bar.update(d),
+                 labels=labels)
     bar.close()
     seconds = time.perf_counter() - t0
     vmax = 1 if config["pixels"] == "binary" else 255
     if originals is not None:
         fig = completion_figure(originals, args.complete_rows, out.reshape(args.completions, args.n, H, W), vmax=vmax)
     else:
-        fig = samples_figure(out, f"{args.n} samples ({model.__name__.split('.')[-1]}, T={args.temperature:g})", vmax=vmax)
+        what = f"rows: digits {','.join(map(str, digits))}, " if n_classes else ""
+        fig = samples_figure(out, f"{args.n} samples ({what}{model.__name__.split('.')[-1]}, T={args.temperature:g})",
+                             vmax=vmax, ncols=ncols)
     save_figure(fig, args.out)
     if args.npy:
         np.save(args.npy, out)

@@ -58,6 +58,8 @@ from .pixelcnn import (  # noqa: F401
     backward, forward, init_params, out_channels, param_shapes, sampler_init, sampler_logits, sampler_row_done,
 )
 
+CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditioning.py)
+
 DEFAULTS = {
     "model": "dilated",
     "hidden": 64,                       # h, channels of every hidden layer

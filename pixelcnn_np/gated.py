@@ -18,6 +18,10 @@ One layer l (channels h, kernel K, dilation d_l):
     v'    = gate(v_pre)                            (N, h, H, W)    gate(a) = tanh(a1) * sigmoid(a2)
     h'    = h + res(gate(h_pre))                   (N, h, H, W)    1x1, residual (layer 0: h' = gate(h_pre))
 
+A class-conditional config (n_classes > 0) adds a learned bias per label to both
+pre-activations, v_pre += V_v[:, y] and h_pre += V_h[:, y] (parameters "v{l}.cond",
+"h{l}.cond", see conditioning.py), as in the paper's tanh(W * x + V^T h) gates.
+
 and the head: logits = out(ELU(h_last)), a 1x1 conv to 1 logit (binary) or 256 (8-bit).
 Both stacks use the dilation d_l of their layer (the default 1, 2, 1, 4, 1, 2, 1 reaches
 far with 3x3 kernels). Receptive field, with K = 3 and S = sum of the dilations: the
@@ -34,11 +38,14 @@ branch) and at v_pre (it feeds both the next vertical layer, via the gate, and t
 
 import numpy as np
 
+from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
 from .activations import elu_backward, elu_forward, gate_backward, gate_forward, sigmoid
 from .pixelcnn import out_channels
 from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward
 from .masks import horizontal_mask, vertical_mask
+
+CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditioning.py)
 
 DEFAULTS = {
     "model": "gated",
@@ -80,6 +87,8 @@ def param_shapes(config):
         shapes[f"link{l}.w"], shapes[f"link{l}.b"] = (2 * h, 2 * h, 1, 1), (2 * h,)
         if l > 0:
             shapes[f"res{l}.w"], shapes[f"res{l}.b"] = (h, h, 1, 1), (h,)
+        if n_classes(config):
+            shapes[f"v{l}.cond"] = shapes[f"h{l}.cond"] = (2 * h, n_classes(config))
     shapes["out.w"], shapes["out.b"] = (out_channels(config), h, 1, 1), (out_channels(config),)
     return shapes
 
@@ -88,7 +97,7 @@ def init_params(config, rng, dtype=np.float32):
     """Normal weights with variance 1 / (kept fan-in), masked taps zero, zero biases."""
     params = {}
     for name, shape in param_shapes(config).items():
-        if name.endswith(".b"):
+        if name.endswith((".b", ".cond")):
             params[name] = np.zeros(shape, dtype=dtype)
             continue
         layer = name.split(".")[0]
@@ -101,9 +110,11 @@ def init_params(config, rng, dtype=np.float32):
     return params
 
 
-def forward(params, x, config):
-    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache."""
+def forward(params, x, config, labels=None):
+    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache.
+    labels (N,) ints, for a class-conditional config only."""
     check_input(x, config)
+    labels = check_labels(labels, len(x), config)
     dil = config["dilations"]
     L = len(dil)
     v, h = x, x
@@ -111,9 +122,16 @@ def forward(params, x, config):
     for l in range(L):
         vmask, hmask = _masks(config, l)
         v_pre, c_v = conv2d_forward(v, params[f"v{l}.w"], params[f"v{l}.b"], vmask, dil[l])   # (N, 2h, H, W)
+        c_cv = c_ch = None
+        if labels is not None:                      # + V_v[:, y], the same at every position
+            bias, c_cv = label_bias_forward(labels, params[f"v{l}.cond"])
+            v_pre += bias
         link, c_link = conv2d_forward(shift_down_forward(v_pre), params[f"link{l}.w"], params[f"link{l}.b"])
         h_pre, c_h = conv2d_forward(h, params[f"h{l}.w"], params[f"h{l}.b"], hmask, dil[l])   # (N, 2h, H, W)
         h_pre += link
+        if labels is not None:                      # + V_h[:, y]
+            bias, c_ch = label_bias_forward(labels, params[f"h{l}.cond"])
+            h_pre += bias
         g, c_gh = gate_forward(h_pre)                                                       # (N, h, H, W)
         c_gv = None
         if l < L - 1:                               # the last vertical output feeds nothing
@@ -124,7 +142,7 @@ def forward(params, x, config):
         else:
             r, c_res = conv2d_forward(g, params[f"res{l}.w"], params[f"res{l}.b"])
             h = h + r                                                                       # residual
-        caches.append((c_v, c_link, c_h, c_gh, c_gv, c_res))
+        caches.append((c_v, c_link, c_h, c_gh, c_gv, c_res, c_cv, c_ch))
     e, c_elu = elu_forward(h)
     logits, c_out = conv2d_forward(e, params["out.w"], params["out.b"])                     # (N, c_out, H, W)
     return logits, (caches, c_elu, c_out)
@@ -139,18 +157,22 @@ def backward(dlogits, cache, need_dx=False):
     dv = None                                                      # the last v feeds nothing
     dx = 0
     for l in range(len(caches) - 1, -1, -1):
-        c_v, c_link, c_h, c_gh, c_gv, c_res = caches[l]
+        c_v, c_link, c_h, c_gh, c_gv, c_res, c_cv, c_ch = caches[l]
         if l == 0:
             dg, dh_skip = dh, 0
         else:
             dg, grads[f"res{l}.w"], grads[f"res{l}.b"] = conv2d_backward(dh, c_res)
             dh_skip = dh                                           # the residual's identity path
         dh_pre = gate_backward(dg, c_gh)                           # (N, 2h, H, W)
+        if c_ch is not None:
+            grads[f"h{l}.cond"] = label_bias_backward(dh_pre, c_ch)
         dh_in, grads[f"h{l}.w"], grads[f"h{l}.b"] = conv2d_backward(dh_pre, c_h, need_dx=(l > 0 or need_dx))
         dshift, grads[f"link{l}.w"], grads[f"link{l}.b"] = conv2d_backward(dh_pre, c_link)
         dv_pre = shift_down_backward(dshift)                       # via the link ...
         if dv is not None:
             dv_pre += gate_backward(dv, c_gv)                      # ... plus via the vertical stack
+        if c_cv is not None:
+            grads[f"v{l}.cond"] = label_bias_backward(dv_pre, c_cv)
         dv, grads[f"v{l}.w"], grads[f"v{l}.b"] = conv2d_backward(dv_pre, c_v, need_dx=(l > 0 or need_dx))
         if l > 0:
             dh = dh_in + dh_skip                                   # gradients meeting: summed
@@ -170,8 +192,9 @@ def backward(dlogits, cache, need_dx=False):
 # can only be computed once row i is complete: `sampler_row_done` does that, a whole
 # row per layer at a time.
 
-def sampler_init(params, config, n, dtype):
-    """Cached maps, channels-last (n, H, W, C), and each conv's precomputed plan."""
+def sampler_init(params, config, n, dtype, labels=None):
+    """Cached maps, channels-last (n, H, W, C), each conv's precomputed plan and, for a
+    conditional model, each stack's label bias (n, 2h)."""
     from .conv import row_conv_plan
 
     h, H, W, L = config["hidden"], config["height"], config["width"], len(config["dilations"])
@@ -181,7 +204,9 @@ def sampler_init(params, config, n, dtype):
         plans.append({"v": row_conv_plan(params[f"v{l}.w"], params[f"v{l}.b"], vmask, d),
                       "h": row_conv_plan(params[f"h{l}.w"], params[f"h{l}.b"], hmask, d),
                       "link": np.ascontiguousarray(params[f"link{l}.w"][:, :, 0, 0].T),        # (2h, 2h)
-                      "res": np.ascontiguousarray(params[f"res{l}.w"][:, :, 0, 0].T) if l else None})
+                      "res": np.ascontiguousarray(params[f"res{l}.w"][:, :, 0, 0].T) if l else None,
+                      "v_cond": params[f"v{l}.cond"][:, labels].T[:, None] if labels is not None else 0,   # (n, 1, 2h)
+                      "h_cond": params[f"h{l}.cond"][:, labels].T if labels is not None else 0})
     return {
         "v_pre": [np.zeros((n, H, W, 2 * h), dtype=dtype) for _ in range(L)],   # vertical, before the gate
         "v": [np.zeros((n, H, W, h), dtype=dtype) for _ in range(L)],           # vertical, gated
@@ -208,7 +233,7 @@ def sampler_logits(params, state, x, i, j, config):
         h_pre = conv2d_row_nhwc(h_in, plan["h"], i, j, j + 1)[:, 0]                      # (n, 2h)
         if i > 0:                                                                        # shift_down
             h_pre = h_pre + state["v_pre"][l][:, i - 1, j, :] @ plan["link"]
-        h_pre = h_pre + params[f"link{l}.b"]
+        h_pre = h_pre + params[f"link{l}.b"] + plan["h_cond"]
         g = _gate_last_axis(h_pre)                                                       # (n, h)
         if l > 0:
             g = h_in[:, i, j, :] + g @ plan["res"] + params[f"res{l}.b"]                 # residual
@@ -225,7 +250,7 @@ def sampler_row_done(params, state, x, i, config):
     n, _, H, W = x.shape
     v_in = x.reshape(n, H, W, 1)
     for l, plan in enumerate(state["plans"]):
-        v_pre = conv2d_row_nhwc(v_in, plan["v"], i, 0, W)                                # (n, W, 2h)
+        v_pre = conv2d_row_nhwc(v_in, plan["v"], i, 0, W) + plan["v_cond"]               # (n, W, 2h)
         state["v_pre"][l][:, i, :, :] = v_pre
         state["v"][l][:, i, :, :] = _gate_last_axis(v_pre)
         v_in = state["v"][l]

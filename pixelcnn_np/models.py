@@ -4,13 +4,16 @@ A model is a module with four plain functions:
 
     param_shapes(config)            -> {name: shape}
     init_params(config, rng, dtype) -> params
-    forward(params, x, config)      -> (logits, cache)
+    forward(params, x, config)      -> (logits, cache)   (+ labels=..., if conditional)
     backward(dlogits, cache)        -> grads   (same keys as params)
 
 `MODELS` maps the config's "model" name to that module; training, checkpoints and
 sampling take any model through these four functions and nothing else.
 
 A config is a plain JSON-serialisable dict (it is stored inside every checkpoint).
+Models whose module sets CONDITIONAL = True also accept "n_classes" (class-conditional,
+see conditioning.py); the key is present only when it is > 0, so unconditional configs
+read exactly as they did before conditioning existed.
 """
 
 import numpy as np
@@ -41,6 +44,12 @@ def make_config(model="pixelcnn", **overrides):
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
     config = dict(MODELS[model].DEFAULTS)
+    k = overrides.pop("n_classes", None)
+    if k:
+        if not getattr(MODELS[model], "CONDITIONAL", False):
+            conditional = sorted(name for name, m in MODELS.items() if getattr(m, "CONDITIONAL", False))
+            raise ValueError(f"model {model!r} has no class-conditional version; choose one of {conditional}")
+        config["n_classes"] = k
     unknown = set(overrides) - set(config)
     if unknown:
         raise ValueError(f"unknown config key(s) for model {model!r}: {sorted(unknown)}; "
@@ -53,10 +62,10 @@ def make_config(model="pixelcnn", **overrides):
 def validate_config(config):
     if config.get("pixels") not in PIXEL_TYPES:
         raise ValueError(f"pixels must be one of {PIXEL_TYPES}, got {config.get('pixels')!r}")
-    for key in ("hidden", "n_layers", "n_blocks", "kernel_size", "first_kernel_size", "height", "width"):
+    for key in ("n_classes", "hidden", "n_layers", "n_blocks", "kernel_size", "first_kernel_size", "height", "width"):
         if key in config:
             v = config[key]
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if key == "n_layers" else 1):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if key in ("n_layers", "n_classes") else 1):
                 raise ValueError(f"config[{key!r}] must be a positive integer, got {v!r}")
     if "dilations" in config:
         d = config["dilations"]

@@ -16,8 +16,11 @@ reaches. The gated model fixes that.
 import numpy as np
 
 from .activations import relu_backward, relu_forward
+from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
 from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
+
+CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditioning.py)
 
 DEFAULTS = {
     "model": "pixelcnn",
@@ -55,6 +58,8 @@ def param_shapes(config):
     for l, (K, _, _) in enumerate(layers(config)):
         shapes[f"conv{l}.w"] = (h, 1 if l == 0 else h, K, K)
         shapes[f"conv{l}.b"] = (h,)
+        if n_classes(config):
+            shapes[f"conv{l}.cond"] = (h, n_classes(config))    # class-conditional: bias per label
     shapes["out.w"] = (out_channels(config), h, 1, 1)
     shapes["out.b"] = (out_channels(config),)
     return shapes
@@ -66,7 +71,7 @@ def init_params(config, rng, dtype=np.float32):
 
     params = {}
     for name, shape in param_shapes(config).items():
-        if name.endswith(".b"):
+        if name.endswith((".b", ".cond")):
             params[name] = np.zeros(shape, dtype=dtype)
             continue
         O, C, K, _ = shape
@@ -78,19 +83,26 @@ def init_params(config, rng, dtype=np.float32):
     return params
 
 
-def forward(params, x, config):
-    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`."""
+def forward(params, x, config, labels=None):
+    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`.
+    labels (N,) ints: the class of each image, for a class-conditional config only
+    (it adds the learned bias conv{l}.cond[:, y] before every ReLU; see conditioning.py)."""
     check_input(x, config)
-    caches = []
+    labels = check_labels(labels, len(x), config)
+    caches, cond_caches = [], []
     h = x
     for l, (_, mask_type, d) in enumerate(layers(config)):       # conv0 is mask A, the rest B
         h, c = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], mask_type, d)  # (N, h, H, W)
         caches.append(c)
+        if labels is not None:
+            bias, c = label_bias_forward(labels, params[f"conv{l}.cond"])         # (N, h, 1, 1)
+            h += bias
+            cond_caches.append(c)
         h, c = relu_forward(h)
         caches.append(c)
     logits, c = conv2d_forward(h, params["out.w"], params["out.b"])              # (N, c_out, H, W)
     caches.append(c)
-    return logits, (caches, len(caches) // 2 - 1)
+    return logits, (caches, len(caches) // 2 - 1, cond_caches)
 
 
 def backward(dlogits, cache, need_dx=False):
@@ -98,14 +110,18 @@ def backward(dlogits, cache, need_dx=False):
     need_dx, also "x": the gradient with respect to the input image, (N, 1, H, W)).
     The chain rule, layer by layer, in reverse order of `forward` (each conv's cache
     remembers its own mask and dilation)."""
-    caches, L = cache
+    caches, L, cond_caches = cache
     caches = list(caches)                        # popped below; the caller's cache stays intact
     grads = {}
     dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, caches.pop())   # (N, h, H, W)
     for i in range(L, 0, -1):
         dh = relu_backward(dh, caches.pop())
+        if cond_caches:
+            grads[f"conv{i}.cond"] = label_bias_backward(dh, cond_caches[i])
         dh, grads[f"conv{i}.w"], grads[f"conv{i}.b"] = masked_conv2d_backward(dh, caches.pop())
     dh = relu_backward(dh, caches.pop())
+    if cond_caches:
+        grads["conv0.cond"] = label_bias_backward(dh, cond_caches[0])
     dx, grads["conv0.w"], grads["conv0.b"] = masked_conv2d_backward(dh, caches.pop(), need_dx=need_dx)
     if need_dx:
         grads["x"] = dx
@@ -116,16 +132,18 @@ def backward(dlogits, cache, need_dx=False):
 # Fast (cached) sampling: every layer computed only at the pixel being sampled
 # ----------------------------------------------------------------------------------
 
-def sampler_init(params, config, n, dtype):
+def sampler_init(params, config, n, dtype, labels=None):
     """Cached hidden maps for `sampling.sample_cached`, channels-last: one (n, H, W, h)
-    per layer, and each layer's precomputed `row_conv_plan`."""
+    per layer, each layer's precomputed `row_conv_plan`, and (conditional models) each
+    layer's label bias (n, h)."""
     from .conv import row_conv_plan
     from .masks import causal_mask
 
     shape = (n, config["height"], config["width"], config["hidden"])
     plans = [row_conv_plan(params[f"conv{l}.w"], params[f"conv{l}.b"], causal_mask(K, mask_type), d)
              for l, (K, mask_type, d) in enumerate(layers(config))]
-    return {"maps": [np.zeros(shape, dtype=dtype) for _ in plans], "plans": plans,
+    cond = [params[f"conv{l}.cond"][:, labels].T if labels is not None else 0 for l in range(len(plans))]
+    return {"maps": [np.zeros(shape, dtype=dtype) for _ in plans], "plans": plans, "cond": cond,
             "out_w": np.ascontiguousarray(params["out.w"][:, :, 0, 0].T)}                # (h, c_out)
 
 
@@ -141,8 +159,8 @@ def sampler_logits(params, state, x, i, j, config):
 
     n, _, H, W = x.shape
     h_in = x.reshape(n, H, W, 1)
-    for plan, h_map in zip(state["plans"], state["maps"]):
-        a = conv2d_row_nhwc(h_in, plan, i, j, j + 1)[:, 0]                         # (n, h)
+    for plan, h_map, cond in zip(state["plans"], state["maps"], state["cond"]):
+        a = conv2d_row_nhwc(h_in, plan, i, j, j + 1)[:, 0] + cond                  # (n, h)
         h_map[:, i, j, :] = np.maximum(a, 0)                                         # ReLU
         h_in = h_map
     return h_in[:, i, j, :] @ state["out_w"] + params["out.b"]                      # (n, c_out)

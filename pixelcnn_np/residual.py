@@ -34,6 +34,7 @@ the identity path's gradient and the branch's, summed.
 import numpy as np
 
 from .activations import relu_backward, relu_forward
+from .conditioning import check_labels
 from .pixelcnn import out_channels
 from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
@@ -97,9 +98,11 @@ def init_params(config, rng, dtype=np.float32):
     return params
 
 
-def forward(params, x, config):
-    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`."""
+def forward(params, x, config, labels=None):
+    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`.
+    (This model has no class-conditional version: `labels` must stay None.)"""
     check_input(x, config)
+    check_labels(labels, len(x), config)
     r, c0 = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")         # (N, 2h, H, W)
     blocks = []
     for b in range(1, config["n_blocks"] + 1):
@@ -150,9 +153,10 @@ def backward(dlogits, cache, need_dx=False):
 # everything else is per pixel. So the state is one cached map per block, the input
 # of its masked conv, filled at (i, j) right before x_(i, j) is drawn.
 
-def sampler_init(params, config, n, dtype):
+def sampler_init(params, config, n, dtype, labels=None):
     """Cached maps for `sampling.sample_cached`, channels-last: each block's masked-conv
     input (n, H, W, h), and the precomputed `row_conv_plan` of every masked conv."""
+    check_labels(labels, n, config)
     from .conv import row_conv_plan
     from .masks import causal_mask
 

@@ -19,6 +19,9 @@ Both samplers compute in float64 by default, so that the logits they feed the sa
 uniform draws agree to ~1e-16 and the images are identical (a pixel could only differ
 if a draw u fell within that rounding distance of its threshold).
 
+A class-conditional model samples p(x | y): pass `labels` (n,), the digit each image
+should be; they enter every layer as a bias and are fixed for the whole raster scan.
+
 Randomness: at each pixel, one uniform u ~ U[0, 1) per image, drawn as
 `rng.random(n)`, in raster order. A binary pixel is 1 when u < sigmoid(z / T); an
 8-bit pixel is the smallest k with u < CDF(k) of softmax(z / T) (inverse-CDF
@@ -28,6 +31,7 @@ sampling). Temperature T < 1 sharpens the distribution, T > 1 flattens it.
 import numpy as np
 
 from .activations import sigmoid, softmax
+from .conditioning import check_labels
 from .models import get_model, model_input
 
 
@@ -42,6 +46,8 @@ def draw_pixel(logits_p, u, pixels, temperature):
 
 
 def _prepare(params, config, n, temperature, images, start, dtype):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     H, W = config["height"], config["width"]
@@ -67,14 +73,15 @@ def sample(params, config, n, rng, method="cached", **kwargs):
 
 
 def sample_cached(params, config, n, rng, temperature=1.0, progress=None, images=None, start=0,
-                  dtype=np.float64):
+                  dtype=np.float64, labels=None):
     """Sample n images (n, H, W) uint8, computing each layer only where needed.
     Same arguments, same random draws and same result as `sample_naive`."""
     model = get_model(config)
     H, W = config["height"], config["width"]
     params, out = _prepare(params, config, n, temperature, images, start, dtype)
+    labels = check_labels(labels, n, config)
     x = model_input(out, config, dtype)                           # (n, 1, H, W), updated in place
-    state = model.sampler_init(params, config, n, dtype)
+    state = model.sampler_init(params, config, n, dtype, labels=labels)
     for p in range(H * W):
         i, j = divmod(p, W)
         logits = model.sampler_logits(params, state, x, i, j, config)   # (n, c_out)
@@ -90,19 +97,21 @@ def sample_cached(params, config, n, rng, temperature=1.0, progress=None, images
 
 
 def sample_naive(params, config, n, rng, temperature=1.0, progress=None, images=None, start=0,
-                 dtype=np.float64):
+                 dtype=np.float64, labels=None):
     """Sample n images (n, H, W) uint8 by the naive raster loop.
 
     images/start: optional (n, H, W) images whose first `start` raster positions are
     kept (completion); the rest is sampled. `progress(done, total)` is called per pixel.
+    labels: (n,) the class of each image, for a class-conditional model only.
     """
     model = get_model(config)
     H, W = config["height"], config["width"]
     params, out = _prepare(params, config, n, temperature, images, start, dtype)
+    labels = check_labels(labels, n, config)
     for p in range(start, H * W):
         i, j = divmod(p, W)
         x = model_input(out, config, dtype)                       # (n, 1, H, W)
-        logits, _ = model.forward(params, x, config)              # (n, c_out, H, W)
+        logits, _ = model.forward(params, x, config, labels=labels)   # (n, c_out, H, W)
         u = rng.random(n)
         out[:, i, j] = draw_pixel(logits[:, :, i, j], u, config["pixels"], temperature)
         if progress is not None:

@@ -8,6 +8,10 @@ same parameters in, same logits and gradients out.
 
     module = to_torch(params, config)             # nn.Module, float32 or float64 as params
     params2, config2 = from_torch(module)         # bit-identical arrays, same config
+
+A class-conditional config (n_classes > 0) gives modules called as module(x, labels);
+the label enters as the paper's V^T h with h = one_hot(y): an nn.Linear(n_classes, C,
+bias=False) per conditioned layer, whose weight (C, n_classes) is our "....cond" array.
 """
 
 import copy
@@ -39,8 +43,17 @@ def _classes():
             return F.conv2d(x, self.weight * self.mask.to(self.weight.dtype), self.bias,
                             padding=self.padding, dilation=self.dilation)
 
+    def one_hot(labels, n_classes, like):
+        return None if labels is None else F.one_hot(labels, n_classes).to(like.dtype)   # (N, n_classes)
+
+    def label_biases(n_classes, channels, count):
+        """One V^T h per conditioned layer (None for an unconditional model)."""
+        if not n_classes:
+            return None
+        return nn.ModuleList([nn.Linear(n_classes, channels, bias=False) for _ in range(count)])
+
     class PixelCNN(nn.Module):
-        """7x7 mask A -> ReLU -> L x (7x7 mask B -> ReLU) -> 1x1."""
+        """7x7 mask A -> ReLU -> L x (7x7 mask B -> ReLU) -> 1x1 (with optional label biases)."""
 
         def __init__(self, config):
             super().__init__()
@@ -49,11 +62,17 @@ def _classes():
             cout = 1 if config["pixels"] == "binary" else 256
             self.convs = nn.ModuleList([MaskedConv2d(1, h, causal_mask(K, "A"))] +
                                        [MaskedConv2d(h, h, causal_mask(K, "B")) for _ in range(L)])
+            self.n_classes = config.get("n_classes", 0)
+            self.cond = label_biases(self.n_classes, h, len(self.convs))
             self.out = nn.Conv2d(h, cout, 1)
 
-        def forward(self, x):
-            for conv in self.convs:
-                x = F.relu(conv(x))
+        def forward(self, x, labels=None):
+            y = one_hot(labels, self.n_classes, x)
+            for i, conv in enumerate(self.convs):
+                a = conv(x)
+                if y is not None:
+                    a = a + self.cond[i](y)[:, :, None, None]
+                x = F.relu(a)
             return self.out(x)
 
     def gate(a):
@@ -64,17 +83,24 @@ def _classes():
         return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
 
     class GatedLayer(nn.Module):
-        def __init__(self, cin, h, K, dilation, first):
+        def __init__(self, cin, h, K, dilation, first, n_classes=0):
             super().__init__()
             self.first = first
             self.v = MaskedConv2d(cin, 2 * h, vertical_mask(K), dilation)
             self.h = MaskedConv2d(cin, 2 * h, horizontal_mask(K, "A" if first else "B"), dilation)
             self.link = nn.Conv2d(2 * h, 2 * h, 1)
             self.res = None if first else nn.Conv2d(h, h, 1)
+            if n_classes:
+                self.vcond = nn.Linear(n_classes, 2 * h, bias=False)
+                self.hcond = nn.Linear(n_classes, 2 * h, bias=False)
 
-        def forward(self, v, h):
+        def forward(self, v, h, y=None):
             v_pre = self.v(v)
+            if y is not None:
+                v_pre = v_pre + self.vcond(y)[:, :, None, None]
             h_pre = self.h(h) + self.link(shift_down(v_pre))
+            if y is not None:
+                h_pre = h_pre + self.hcond(y)[:, :, None, None]
             h_new = gate(h_pre) if self.first else h + self.res(gate(h_pre))
             return gate(v_pre), h_new
 
@@ -84,14 +110,16 @@ def _classes():
             self.config = dict(config)
             h, K = config["hidden"], config["kernel_size"]
             cout = 1 if config["pixels"] == "binary" else 256
-            self.layers = nn.ModuleList([GatedLayer(1 if i == 0 else h, h, K, d, i == 0)
+            self.n_classes = config.get("n_classes", 0)
+            self.layers = nn.ModuleList([GatedLayer(1 if i == 0 else h, h, K, d, i == 0, self.n_classes)
                                          for i, d in enumerate(config["dilations"])])
             self.out = nn.Conv2d(h, cout, 1)
 
-        def forward(self, x):
+        def forward(self, x, labels=None):
+            y = one_hot(labels, self.n_classes, x)
             v, h = x, x
             for layer in self.layers:
-                v, h = layer(v, h)
+                v, h = layer(v, h, y)
             return self.out(F.elu(h))
 
     class DilatedPixelCNN(nn.Module):
@@ -104,11 +132,17 @@ def _classes():
             cout = 1 if config["pixels"] == "binary" else 256
             self.convs = nn.ModuleList([MaskedConv2d(1, h, causal_mask(F_, "A"))] +
                                        [MaskedConv2d(h, h, causal_mask(K, "B"), d) for d in config["dilations"]])
+            self.n_classes = config.get("n_classes", 0)
+            self.cond = label_biases(self.n_classes, h, len(self.convs))
             self.out = nn.Conv2d(h, cout, 1)
 
-        def forward(self, x):
-            for conv in self.convs:
-                x = F.relu(conv(x))
+        def forward(self, x, labels=None):
+            y = one_hot(labels, self.n_classes, x)
+            for i, conv in enumerate(self.convs):
+                a = conv(x)
+                if y is not None:
+                    a = a + self.cond[i](y)[:, :, None, None]
+                x = F.relu(a)
             return self.out(x)
 
     class ResidualBlock(nn.Module):
@@ -137,6 +171,48 @@ def _classes():
                 r = block(r)
             return self.out(F.relu(r))
 
+    class CausalSelfAttention(nn.Module):
+        """Single-head self-attention over raster positions, query p seeing keys q <= p
+        (torch's own causal scaled_dot_product_attention), on features plus a learned
+        position embedding; returns the block's output only (the caller adds the skip)."""
+
+        def __init__(self, channels, key_channels, height, width):
+            super().__init__()
+            self.pos = nn.Parameter(torch.zeros(channels, height, width))
+            self.q, self.v = nn.Linear(channels, key_channels), nn.Linear(channels, key_channels)
+            self.k = nn.Linear(channels, key_channels, bias=False)           # a key bias cancels in the softmax
+            self.o = nn.Linear(key_channels, channels)
+
+        def forward(self, x):
+            N, C, H, W = x.shape
+            u = (x + self.pos).flatten(2).transpose(1, 2)                     # (N, H*W, C)
+            o = F.scaled_dot_product_attention(self.q(u), self.k(u), self.v(u), is_causal=True)
+            return self.o(o).transpose(1, 2).reshape(N, C, H, W)
+
+    class AttentionPixelCNN(nn.Module):
+        """F x F mask A -> ReLU -> L x (K x K mask B -> ReLU, then h + attention(h) after
+        every attention_every-th layer) -> 1x1."""
+
+        def __init__(self, config):
+            from .attention import attention_layers
+            super().__init__()
+            self.config = dict(config)
+            h, K, F_, L = config["hidden"], config["kernel_size"], config["first_kernel_size"], config["n_layers"]
+            cout = 1 if config["pixels"] == "binary" else 256
+            self.convs = nn.ModuleList([MaskedConv2d(1, h, causal_mask(F_, "A"))] +
+                                       [MaskedConv2d(h, h, causal_mask(K, "B")) for _ in range(L)])
+            self.attns = nn.ModuleDict({str(l): CausalSelfAttention(h, config["key_channels"], config["height"],
+                                                                    config["width"]) for l in attention_layers(config)})
+            self.out = nn.Conv2d(h, cout, 1)
+
+        def forward(self, x):
+            for l, conv in enumerate(self.convs):
+                x = F.relu(conv(x))
+                if str(l) in self.attns:
+                    x = x + self.attns[str(l)](x)
+            return self.out(x)
+
+    _CLASSES["attention"] = AttentionPixelCNN
     _CLASSES.update(pixelcnn=PixelCNN, gated=GatedPixelCNN, dilated=DilatedPixelCNN, residual=ResidualPixelCNN)
     return _CLASSES
 
@@ -148,6 +224,8 @@ def _name_map(config):
         n = config["n_layers"] + 1 if config["model"] == "pixelcnn" else len(config["dilations"]) + 1
         for i in range(n):
             m[f"conv{i}.w"], m[f"conv{i}.b"] = f"convs.{i}.weight", f"convs.{i}.bias"
+            if config.get("n_classes", 0):
+                m[f"conv{i}.cond"] = f"cond.{i}.weight"
     elif config["model"] == "residual":
         m["conv0.w"], m["conv0.b"] = "first.weight", "first.bias"
         for b in range(1, config["n_blocks"] + 1):
@@ -158,6 +236,15 @@ def _name_map(config):
         for i in range(len(config["dilations"])):
             for part in ("v", "h", "link") + (("res",) if i > 0 else ()):
                 m[f"{part}{i}.w"], m[f"{part}{i}.b"] = f"layers.{i}.{part}.weight", f"layers.{i}.{part}.bias"
+            if config.get("n_classes", 0):
+                m[f"v{i}.cond"], m[f"h{i}.cond"] = f"layers.{i}.vcond.weight", f"layers.{i}.hcond.weight"
+    elif config["model"] == "attention":
+        from .attention import ATTENTION_PARTS, attention_layers
+        for i in range(config["n_layers"] + 1):
+            m[f"conv{i}.w"], m[f"conv{i}.b"] = f"convs.{i}.weight", f"convs.{i}.bias"
+        for l in attention_layers(config):
+            for part in ATTENTION_PARTS:            # "pos", "q.w", "q.b", ...
+                m[f"attn{l}.{part}"] = f"attns.{l}." + part.replace(".w", ".weight").replace(".b", ".bias")
     else:
         raise ValueError(f"to_torch does not know model {config['model']!r} yet")
     m["out.w"], m["out.b"] = "out.weight", "out.bias"

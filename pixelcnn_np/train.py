@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .adam import adam_step
+from .conditioning import check_labels, n_classes
 from .data import binarize
 from .losses import per_pixel_nll
 from .models import get_model, loss_and_grad, model_input
@@ -60,14 +61,19 @@ def check_finite(loss, grads, step):
 
 
 def training_steps(params, opt_state, train_images, config, *, epochs, batch_size, lr, seed,
-                   binarization="threshold", start_epoch=0, start_batch=0, dtype=np.float32):
+                   binarization="threshold", start_epoch=0, start_batch=0, dtype=np.float32,
+                   train_labels=None):
     """Yield a `Step` after every Adam update, for `epochs` epochs.
 
     train_images (N, H, W) uint8 0..255; lr a float or a function step -> float.
+    train_labels (N,) digit labels, used (and required) only by a class-conditional config.
     start_epoch/start_batch resume mid-way with the same data order.
     """
     model = get_model(config)
     n = len(train_images)
+    conditional = n_classes(config) > 0
+    if conditional and train_labels is None:
+        raise ValueError("a class-conditional model needs train_labels")
     per_epoch = -(-n // batch_size)                               # ceil(n / batch_size)
     step = opt_state["t"]
     for epoch in range(start_epoch, epochs):
@@ -76,7 +82,8 @@ def training_steps(params, opt_state, train_images, config, *, epochs, batch_siz
             idx = order[b * batch_size:(b + 1) * batch_size]
             pixels = prepare_batch(train_images[idx], config, binarization, seed, epoch, b)  # (B, H, W)
             x = model_input(pixels, config, dtype)                        # (B, 1, H, W)
-            logits, cache = model.forward(params, x, config)              # (B, c_out, H, W)
+            labels = train_labels[idx] if conditional else None           # (B,) or None
+            logits, cache = model.forward(params, x, config, labels=labels)  # (B, c_out, H, W)
             loss, dlogits = loss_and_grad(logits, pixels, config)
             grads = model.backward(dlogits, cache)
             check_finite(loss, grads, step + 1)
@@ -86,27 +93,30 @@ def training_steps(params, opt_state, train_images, config, *, epochs, batch_siz
             yield Step(params, opt_state, loss, epoch, b + 1, per_epoch, step)
 
 
-def nll_per_pixel(params, config, images, batch_size=100, progress=None):
+def nll_per_pixel(params, config, images, batch_size=100, progress=None, labels=None):
     """-log p(x_p | x_<p) of every pixel of every image, in nats: (N, H, W) float64.
 
     images (N, H, W) uint8 0..255, binarized by threshold for binary models (the test set
-    is never resampled). Its mean is the NLL in nats/pixel; its sum over (H, W) is each
+    is never resampled). labels (N,): the digits, for a class-conditional model only
+    (it then gives -log p(x_p | x_<p, y)). Its mean is the NLL in nats/pixel; its sum over (H, W) is each
     image's NLL in nats; its mean over N is the map of which positions are hard.
     """
     model = get_model(config)
+    labels = check_labels(labels, len(images), config)
     dtype = next(iter(params.values())).dtype
     out = np.empty(np.shape(images), dtype=np.float64)
     for s in range(0, len(images), batch_size):
         pixels = images[s:s + batch_size]
         if config["pixels"] == "binary":
             pixels = binarize(pixels, "threshold")
-        logits, _ = model.forward(params, model_input(pixels, config, dtype), config)   # (B, c_out, H, W)
+        y = None if labels is None else labels[s:s + batch_size]
+        logits, _ = model.forward(params, model_input(pixels, config, dtype), config, labels=y)  # (B, c_out, H, W)
         out[s:s + len(pixels)] = per_pixel_nll(logits, pixels, config["pixels"])
         if progress is not None:
             progress(s + len(pixels), len(images))
     return out
 
 
-def evaluate(params, config, images, batch_size=100, progress=None):
+def evaluate(params, config, images, batch_size=100, progress=None, labels=None):
     """Mean test NLL in nats/pixel over `images` (N, H, W) uint8 (see `nll_per_pixel`)."""
-    return float(nll_per_pixel(params, config, images, batch_size, progress).mean())
+    return float(nll_per_pixel(params, config, images, batch_size, progress, labels).mean())

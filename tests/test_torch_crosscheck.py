@@ -297,13 +297,18 @@ def _tiny_config(name, pixels):
     return make_config(name, **kw)
 
 
+@pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
 @pytest.mark.parametrize("pixels", ["binary", "8bit"])
 @pytest.mark.parametrize("name", sorted(_ALL_MODELS))
-def test_every_model_matches_its_torch_twin(name, pixels):
+def test_every_model_matches_its_torch_twin(name, pixels, conditional):
     from pixelcnn_np.models import get_model, loss_and_grad, model_input
     from pixelcnn_np.torch_bridge import _name_map, from_torch, to_torch
 
     config = _tiny_config(name, pixels)
+    if conditional:
+        if not getattr(_ALL_MODELS[name], "CONDITIONAL", False):
+            pytest.skip(f"{name} has no class-conditional version")
+        config = dict(config, n_classes=4)
     model = get_model(config)
     rng = np.random.default_rng(7)
     params = model.init_params(config, rng, np.float64)
@@ -311,12 +316,13 @@ def test_every_model_matches_its_torch_twin(name, pixels):
               for k, v in params.items()}
     images = (rng.integers(0, 2, (3, 6, 6)) if pixels == "binary" else rng.integers(0, 256, (3, 6, 6))).astype(np.uint8)
     x = model_input(images, config, np.float64)
-    logits, cache = model.forward(params, x, config)
+    labels = np.array([3, 0, 3]) if conditional else None
+    logits, cache = model.forward(params, x, config, labels=labels)
     loss, dlogits = loss_and_grad(logits, images, config)
     grads = model.backward(dlogits, cache)
 
     module = to_torch(params, config)
-    out = module(torch.from_numpy(x))
+    out = module(torch.from_numpy(x), torch.from_numpy(labels)) if conditional else module(torch.from_numpy(x))
     if pixels == "binary":
         t_loss = torch.nn.functional.binary_cross_entropy_with_logits(out, torch.from_numpy(x))
     else:
