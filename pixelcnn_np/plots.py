@@ -1,6 +1,8 @@
-"""Figures: sample grids and training curves (matplotlib, headless Agg backend).
+"""Figures: sample grids, training curves, masks, receptive fields, per-pixel likelihood
+(matplotlib, headless Agg backend).
 
-Every function returns a matplotlib Figure; `save_figure` writes it atomically.
+Every `*_figure` function returns a matplotlib Figure (for scripts and notebooks alike);
+`save_figure` writes one atomically.
 """
 
 import math
@@ -38,32 +40,63 @@ def samples_figure(images, title="Samples", vmax=1, ncols=None):
     return fig
 
 
-def loss_curve_figure(history):
-    """Training curves in nats/pixel (left axis) and bits/dim (right axis).
+def nats_to_bits(nats):
+    """nats/pixel -> bits/dim: log2 p = ln p / ln 2."""
+    return np.asarray(nats) / math.log(2)
 
-    history: {"step_loss": [(step, nats/pixel), ...],
-              "epochs": [{"step": s, "train": nats/pixel, "test": nats/pixel}, ...]}
+
+def bits_to_nats(bits):
+    """bits/dim -> nats/pixel (the inverse of `nats_to_bits`)."""
+    return np.asarray(bits) * math.log(2)
+
+
+def loss_curve_figure(history, x="step", title="Training curve"):
+    """Train and test NLL in nats/pixel (left axis) and bits/dim (right axis).
+
+    history: a training run's record, either the checkpoint's meta["history"] or the
+    content of its metrics.json (which has no per-step losses):
+        {"step_loss": [(step, nats/pixel), ...],                       (optional)
+         "epochs": [{"epoch": e, "step": s, "train": nats/pixel, "test": nats/pixel}, ...]}
+    Each epoch row's "train" is the mean training loss over that epoch's batches (for a
+    run's final, partial-epoch row: over the last epoch's worth of batches), so it lags
+    behind the weights of the row's step; its "test" is the test NLL at that step.
+    x: "step" (optimizer steps) or "epoch" (steps / steps per epoch, read off the rows).
+
+    Lines, labelled: "train batch" and, over 100 steps, "train (mean of k)" (per-step
+    losses, when given), "train (epoch mean)" and "test" (one point per epoch row). The
+    right axis is the left one divided by ln 2 (`nats_to_bits`): one curve, two units.
     """
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = np.array([s for s, _ in history.get("step_loss", [])])
-    losses = np.array([v for _, v in history.get("step_loss", [])])
-    if len(steps):
-        ax.plot(steps, losses, color="0.75", lw=0.8, label="train batch")
-        k = max(1, len(losses) // 50)
-        if len(losses) >= k:
-            smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-            ax.plot(steps[k - 1:], smooth, color="C0", label=f"train (mean of {k})")
+    if x not in ("step", "epoch"):
+        raise ValueError(f"x must be 'step' or 'epoch', got {x!r}")
     ep = history.get("epochs", [])
+    steps = np.array([s for s, _ in history.get("step_loss", [])], dtype=np.float64)
+    losses = np.array([v for _, v in history.get("step_loss", [])], dtype=np.float64)
+    scale = 1.0                              # x units per optimizer step
+    if x == "epoch":
+        if not ep:
+            raise ValueError("x='epoch' needs at least one epoch row (to know the steps per epoch)")
+        scale = ep[0]["epoch"] / ep[0]["step"]
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    k = max(1, len(losses) // 50)            # smoothing window: 50 points across the run
+    if k > 1:
+        ax.plot(steps * scale, losses, color="0.75", lw=0.8, label="train batch")
+        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:] * scale, smooth, color="C0", label=f"train (mean of {k})")
+    elif len(steps):                         # few steps: the batch losses themselves
+        ax.plot(steps * scale, losses, ".-", color="C0", label="train batch")
     if ep:
-        ax.plot([e["step"] for e in ep], [e["test"] for e in ep], "o-", color="C3", label="test")
-    ax.set_xlabel("optimizer step")
+        ep_x = np.array([e["step"] for e in ep], dtype=np.float64) * scale
+        ax.plot(ep_x, [e["train"] for e in ep], "s--", color="C0", mfc="white", label="train (epoch mean)")
+        ax.plot(ep_x, [e["test"] for e in ep], "o-", color="C3", label="test")
+    ax.set_xlabel("optimizer step" if x == "step" else "epoch")
     ax.set_ylabel("NLL (nats/pixel)")
-    ax.set_title("Training curve")
-    if len(losses):
-        lo = min(losses.min(), min((e["test"] for e in ep), default=np.inf))
+    ax.set_title(title)
+    if len(losses):                          # the first steps (0.69 nats and more) would squash the rest
+        lo = np.nanmin(np.concatenate([losses, [e[key] for e in ep for key in ("train", "test")]]))
         ax.set_ylim(lo * 0.95, np.percentile(losses, 99) * 1.05)
-    sec = ax.secondary_yaxis("right", functions=(lambda n: n / math.log(2), lambda b: b * math.log(2)))
-    sec.set_ylabel("bits/dim")
+    sec = ax.secondary_yaxis("right", functions=(nats_to_bits, bits_to_nats))
+    sec.set_ylabel("NLL (bits/dim)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -300,6 +333,62 @@ def per_pixel_nll_figure(nll_map, title=None):
     ax.set_xlabel("column")
     ax.set_ylabel("row")
     ax.set_title(title, fontsize=10)
+    return fig
+
+
+def ink_probability(params, config, image):
+    """The model's probability of "ink" at every pixel given the pixels before it:
+    (H, W) float64, from one forward pass.
+
+        P[a, b] = p(x[a, b] = 1 | x before (a, b)) = sigmoid(logit[a, b])       (binary)
+        P[a, b] = p(x[a, b] >= 128 | x before (a, b)) = sum_{v >= 128} softmax(logits[:, a, b])_v   (8-bit)
+
+    One pass gives all H * W conditionals at once because the masks make logit[a, b]
+    a function of the pixels before (a, b) only: the rest of `image` is read but
+    cannot change P[a, b]. image (H, W): 0/1 (binary) or 0..255 (8-bit) pixels.
+    """
+    from .activations import sigmoid, softmax
+    from .models import get_model, model_input
+
+    params = {name: np.asarray(p, dtype=np.float64) for name, p in params.items()}
+    x = model_input(np.asarray(image)[None], config, np.float64)                 # (1, 1, H, W)
+    logits, _ = get_model(config).forward(params, x, config)                     # (1, c_out, H, W)
+    if config["pixels"] == "binary":
+        return sigmoid(logits[0, 0])                                             # (H, W)
+    return softmax(logits, axis=1)[0, 128:].sum(axis=0)                          # (H, W)
+
+
+def ink_probability_figure(image, probability, title=None, vmax=1):
+    """One digit beside the model's probability of ink at each pixel (`ink_probability`),
+    and the NLL that probability charges for the digit's actual pixel.
+
+    image (H, W) in [0, vmax]; probability (H, W) in [0, 1].
+    Panels: the digit; P(ink | pixels before), colour bar "probability", with the
+    digit's outline drawn on top; -log p(actual pixel) in nats, where
+    p(actual) = P where the pixel is ink (>= vmax / 2) and 1 - P where it is not.
+    The image data of the middle panel is `probability` itself.
+    """
+    image = np.asarray(image, dtype=np.float64) / vmax
+    probability = np.asarray(probability, dtype=np.float64)
+    ink = image >= 0.5
+    p_actual = np.where(ink, probability, 1 - probability)
+    surprise = -np.log(np.maximum(p_actual, 1e-300))                              # nats
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4), layout="constrained")
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    axes[0].set_title("the digit x", fontsize=10)
+    im = axes[1].imshow(probability, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    _outline_region(axes[1], ink, colors="red", linewidths=0.8)
+    fig.colorbar(im, ax=axes[1], label="probability", shrink=0.85)
+    axes[1].set_title("p(pixel is ink | pixels before it)\n(red outline: the digit's actual ink)", fontsize=10)
+    im = axes[2].imshow(surprise, cmap="magma", vmin=0, interpolation="nearest")
+    fig.colorbar(im, ax=axes[2], label="nats", shrink=0.85)
+    axes[2].set_title(f"-log p(actual pixel | pixels before it)\n"
+                      f"sum {surprise.sum():.1f} nats = -log p(x)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+    fig.suptitle(title or "What the model expects at each pixel, having seen only the pixels before it "
+                          "(raster order)", fontsize=11)
     return fig
 
 

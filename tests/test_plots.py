@@ -275,3 +275,104 @@ def test_raster_frames_reveal_pixels_in_raster_order(tmp_path):
     save_sampling_animation(images, path, every=6)
     with Image.open(path) as gif:
         assert gif.n_frames == 5
+
+
+# ----------------------------------------------------------------------------------
+# Probability of ink, one digit
+# ----------------------------------------------------------------------------------
+
+def test_ink_probability_is_the_sigmoid_of_one_forward_pass(tmp_path):
+    from pixelcnn_np.activations import sigmoid
+
+    config = tiny_gated()
+    model = get_model(config)
+    params = model.init_params(config, np.random.default_rng(6), np.float64)
+    image = (np.random.default_rng(7).random((9, 9)) < 0.4).astype(np.uint8)
+    logits, _ = model.forward(params, image[None, None].astype(np.float64), config)
+    expected = sigmoid(logits[0, 0])
+    probability = plots.ink_probability(params, config, image)
+    np.testing.assert_array_equal(probability, expected)
+
+    # the autoregressive property: P at p does not move when pixels at or after p change
+    p = 40
+    changed = image.copy().reshape(-1)
+    changed[p:] = 1 - changed[p:]
+    later = plots.ink_probability(params, config, changed.reshape(9, 9))
+    np.testing.assert_array_equal(later.reshape(-1)[:p + 1], probability.reshape(-1)[:p + 1])
+
+    fig = plots.ink_probability_figure(image, probability)
+    digit, prob_ax, nll_ax = image_axes(fig)
+    np.testing.assert_array_equal(np.ma.getdata(digit.images[0].get_array()), image)
+    np.testing.assert_array_equal(np.ma.getdata(prob_ax.images[0].get_array()), expected)
+    assert prob_ax.images[0].get_clim() == (0, 1)
+    actual = np.where(image == 1, expected, 1 - expected)
+    np.testing.assert_allclose(np.ma.getdata(nll_ax.images[0].get_array()), -np.log(actual), rtol=1e-12)
+    colour_bars = [ax.get_ylabel() for ax in fig.axes if ax not in (digit, prob_ax, nll_ax)]
+    assert colour_bars == ["probability", "nats"]
+    save(fig, tmp_path, "ink.png")
+
+
+def test_ink_probability_8bit_is_the_mass_at_or_above_128():
+    from pixelcnn_np.activations import softmax
+
+    config = tiny_pixelcnn("8bit")
+    model = get_model(config)
+    params = model.init_params(config, np.random.default_rng(8), np.float64)
+    image = np.random.default_rng(9).integers(0, 256, (9, 9)).astype(np.uint8)
+    logits, _ = model.forward(params, image[None, None] / 255.0, config)
+    expected = softmax(logits, axis=1)[0, 128:].sum(axis=0)
+    probability = plots.ink_probability(params, config, image)
+    np.testing.assert_allclose(probability, expected, rtol=1e-12)
+    assert np.all((probability > 0) & (probability < 1))
+
+
+# ----------------------------------------------------------------------------------
+# Training curves
+# ----------------------------------------------------------------------------------
+
+def lines_by_label(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_loss_curve_from_metrics_json_plots_train_and_test_per_epoch(tmp_path):
+    """metrics.json (no per-step losses): one train and one test point per epoch, in
+    nats/pixel on the left axis, bits/dim = nats / ln 2 on the right."""
+    metrics = {"config": {}, "run": {},
+               "epochs": [{"epoch": 1, "step": 100, "train": 0.12, "test": 0.10, "seconds": 60.0},
+                          {"epoch": 2, "step": 200, "train": 0.09, "test": 0.085, "seconds": 120.0},
+                          {"epoch": 2.5, "step": 250, "train": 0.083, "test": 0.082, "seconds": 150.0}]}
+    for x, expected_x in [("step", [100, 200, 250]), ("epoch", [1, 2, 2.5])]:
+        fig = plots.loss_curve_figure(metrics, x=x)
+        ax = fig.axes[0]
+        lines = lines_by_label(ax)
+        assert set(lines) == {"train (epoch mean)", "test"}
+        np.testing.assert_allclose(lines["test"].get_xdata(), expected_x)
+        np.testing.assert_allclose(lines["test"].get_ydata(), [0.10, 0.085, 0.082])
+        np.testing.assert_allclose(lines["train (epoch mean)"].get_ydata(), [0.12, 0.09, 0.083])
+        assert ax.get_ylabel() == "NLL (nats/pixel)"
+        assert ax.get_xlabel() == ("optimizer step" if x == "step" else "epoch")
+        right = ax.child_axes[0]                                           # the bits/dim axis
+        assert right.get_ylabel() == "NLL (bits/dim)"
+        lo, hi = ax.get_ylim()
+        np.testing.assert_allclose(right.get_ylim(), (lo / math.log(2), hi / math.log(2)))
+        save(fig, tmp_path, f"curve_{x}.png")
+    np.testing.assert_allclose(plots.nats_to_bits(math.log(2)), 1.0)
+    np.testing.assert_allclose(plots.bits_to_nats(plots.nats_to_bits(0.0823)), 0.0823)
+
+
+def test_loss_curve_with_step_losses_plots_every_batch(tmp_path):
+    rng = np.random.default_rng(10)
+    history = {"step_loss": [(s, 0.1 + 0.5 / s + 0.01 * rng.random()) for s in range(1, 301)],
+               "epochs": [{"epoch": 1, "step": 150, "train": 0.12, "test": 0.11},
+                          {"epoch": 2, "step": 300, "train": 0.105, "test": float("nan")}]}
+    fig = plots.loss_curve_figure(history, x="epoch")
+    lines = lines_by_label(fig.axes[0])
+    batch = lines["train batch"]
+    np.testing.assert_allclose(batch.get_xdata(), np.arange(1, 301) / 150)
+    np.testing.assert_allclose(batch.get_ydata(), [v for _, v in history["step_loss"]])
+    smooth = lines["train (mean of 6)"]
+    np.testing.assert_allclose(smooth.get_ydata()[0], np.mean(batch.get_ydata()[:6]))
+    assert np.isfinite(fig.axes[0].get_ylim()).all()
+    save(fig, tmp_path, "curve_steps.png")
+    with pytest.raises(ValueError, match="x must be"):
+        plots.loss_curve_figure(history, x="seconds")
