@@ -18,7 +18,7 @@ read exactly as they did before conditioning existed.
 
 import numpy as np
 
-from . import dilated, gated, pixelcnn, residual
+from . import attention, dilated, gated, pixelcnn, residual
 from .losses import bce_with_logits, softmax_cross_entropy
 
 MODELS = {
@@ -26,6 +26,7 @@ MODELS = {
     "gated": gated,
     "residual": residual,
     "dilated": dilated,
+    "attention": attention,
 }
 
 PIXEL_TYPES = ("binary", "8bit")

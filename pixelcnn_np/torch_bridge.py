@@ -217,7 +217,7 @@ def _classes():
     return _CLASSES
 
 
-def _name_map(config):
+def parameter_names(config):
     """Our parameter names -> the torch module's state_dict names."""
     m = {}
     if config["model"] in ("pixelcnn", "dilated"):
@@ -254,12 +254,12 @@ def _name_map(config):
 def to_torch(params, config):
     """An nn.Module computing the same logits as our forward(params, x, config)."""
     import torch
-    _name_map(config)                                   # unknown models fail here, clearly
+    parameter_names(config)                                   # unknown models fail here, clearly
     cls = _classes()[config["model"]]
     dtype = next(iter(params.values())).dtype
     module = cls(config).to(torch.float64 if dtype == np.float64 else torch.float32)
     state = module.state_dict()
-    for ours, theirs in _name_map(config).items():
+    for ours, theirs in parameter_names(config).items():
         state[theirs] = torch.from_numpy(np.array(params[ours], copy=True))
     module.load_state_dict(state)
     return module
@@ -269,5 +269,5 @@ def from_torch(module):
     """(params, config) of a module built by `to_torch` (or trained from one)."""
     config = copy.deepcopy(module.config)
     state = module.state_dict()
-    params = {ours: state[theirs].detach().cpu().numpy().copy() for ours, theirs in _name_map(config).items()}
+    params = {ours: state[theirs].detach().cpu().numpy().copy() for ours, theirs in parameter_names(config).items()}
     return params, config

@@ -302,7 +302,7 @@ def _tiny_config(name, pixels):
 @pytest.mark.parametrize("name", sorted(_ALL_MODELS))
 def test_every_model_matches_its_torch_twin(name, pixels, conditional):
     from pixelcnn_np.models import get_model, loss_and_grad, model_input
-    from pixelcnn_np.torch_bridge import _name_map, from_torch, to_torch
+    from pixelcnn_np.torch_bridge import parameter_names, from_torch, to_torch
 
     config = _tiny_config(name, pixels)
     if conditional:
@@ -331,7 +331,7 @@ def test_every_model_matches_its_torch_twin(name, pixels, conditional):
     np.testing.assert_allclose(out.detach().numpy(), logits, rtol=1e-10, atol=1e-12)
     assert abs(t_loss.item() - loss) <= 1e-12 * max(1.0, abs(loss))
     named = dict(module.named_parameters())
-    for ours, theirs in _name_map(config).items():
+    for ours, theirs in parameter_names(config).items():
         np.testing.assert_allclose(named[theirs].grad.numpy(), grads[ours], rtol=1e-8, atol=1e-12)
 
     back, config2 = from_torch(module)

@@ -1,0 +1,497 @@
+"""Tests for causal self-attention (pixelcnn_np.attention): the layer against its slow
+reference, its gradients (float64 finite differences, with a negative control), which
+keys a query may see (a leak over raw pixels when it sees its own position), the
+attention model's gradients, autoregressive guarantee and reach, cached sampling
+against the naive loop, the PyTorch twin, and the checkpoint round trip.
+
+Everything is tiny (channels <= 4, images <= 6x6), so the file runs in seconds.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gradcheck import check_directional, check_elementwise, dot_with
+from pixelcnn_np import attention
+from pixelcnn_np.attention import (
+    ATTENTION_PARTS, causal_attention_backward, causal_attention_forward, causal_attention_reference, key_bias,
+    key_mask, query_tiles,
+)
+from pixelcnn_np.masks import causal_mask
+from pixelcnn_np.models import get_model, loss_and_grad, make_config, model_input
+from pixelcnn_np.sampling import sample_cached, sample_naive
+
+
+def random_block(C, d, H, W, rng, dtype=np.float64, scale=0.7):
+    """Random parameters of one attention block (every entry non-zero)."""
+    shapes = {"pos": (C, H, W), "q.w": (d, C), "q.b": (d,), "k.w": (d, C),
+              "v.w": (d, C), "v.b": (d,), "o.w": (C, d), "o.b": (C,)}
+    assert set(shapes) == set(ATTENTION_PARTS)
+    return {k: (scale * rng.standard_normal(s)).astype(dtype) for k, s in shapes.items()}
+
+
+def tiny_config(pixels="binary", **overrides):
+    kw = dict(hidden=3, n_layers=2, attention_every=1, key_channels=2, kernel_size=3, first_kernel_size=3,
+              height=4, width=5, pixels=pixels)
+    kw.update(overrides)
+    return make_config("attention", **kw)
+
+
+def random_params(config, rng, dtype=np.float64):
+    """The model's init plus noise on every kept entry (masked taps stay zero)."""
+    params = attention.init_params(config, rng, dtype)
+    return {k: (p + 0.3 * rng.standard_normal(p.shape) * (p != 0 if k.startswith("conv") and k.endswith(".w") else 1)
+                ).astype(dtype) for k, p in params.items()}
+
+
+def raster_positions(H, W):
+    return np.arange(H * W).reshape(H, W)
+
+
+# ----------------------------------------------------------------------------------
+# The layer: engine against the slow reference
+# ----------------------------------------------------------------------------------
+
+@settings(deadline=None, max_examples=30)
+@given(N=st.integers(1, 2), C=st.integers(1, 4), d=st.integers(1, 3), H=st.integers(1, 5), W=st.integers(1, 5),
+       include_self=st.booleans(), seed=st.integers(0, 2**31))
+def test_layer_matches_the_loop_reference(N, C, d, H, W, include_self, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W))
+    ap = random_block(C, d, H, W, rng, scale=1.5)
+    y, _ = causal_attention_forward(x, ap, include_self)
+    np.testing.assert_allclose(y, causal_attention_reference(x, ap, include_self), rtol=1e-11, atol=1e-12)
+
+
+def test_layer_float32_keeps_dtype_and_matches_float64():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 6))
+    ap = random_block(3, 4, 6, 6, rng)
+    y64, c64 = causal_attention_forward(x, ap)
+    y32, c32 = causal_attention_forward(x.astype(np.float32), {k: v.astype(np.float32) for k, v in ap.items()})
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-5)
+    dx32, g32 = causal_attention_backward(np.ones_like(y32), c32)
+    assert dx32.dtype == np.float32 and all(g.dtype == np.float32 for g in g32.values())
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 56])
+def test_query_tiles_cover_every_query_once_in_order(size):
+    for D in (1, 2, 3, 5, 30, 784):
+        tiles = query_tiles(D, size)
+        assert tiles[0][0] == 0 and tiles[-1][1] == D
+        assert all(a[1] == b[0] for a, b in zip(tiles, tiles[1:]))
+        assert all(0 < r1 - r0 <= size for r0, r1 in tiles)
+
+
+@pytest.mark.parametrize("tile, group", [(1, 1), (2, 3), (5, 1), (56, 8)])
+@pytest.mark.parametrize("include_self", [True, False])
+def test_any_tiling_gives_the_same_layer(monkeypatch, tile, group, include_self):
+    """The tile size and image group change only the order of the work: every tiling
+    (one query at a time, tiles that do not divide D, a last short group) matches the
+    loop reference in value, and the backward pass of the default tiling in gradient."""
+    rng = np.random.default_rng(tile + 10 * group)
+    x = rng.standard_normal((3, 3, 3, 5))
+    ap = random_block(3, 2, 3, 5, rng, scale=1.2)
+    dy = rng.standard_normal(x.shape)
+    y0, c0 = causal_attention_forward(x, ap, include_self)
+    dx0, g0 = causal_attention_backward(dy, c0)
+    monkeypatch.setattr(attention, "QUERY_TILE", tile)
+    monkeypatch.setattr(attention, "IMAGE_GROUP", group)
+    y, c = causal_attention_forward(x, ap, include_self)
+    np.testing.assert_allclose(y, causal_attention_reference(x, ap, include_self), rtol=1e-11, atol=1e-12)
+    dx, g = causal_attention_backward(dy, c)
+    np.testing.assert_allclose(dx, dx0, rtol=1e-11, atol=1e-12)
+    for k in g0:
+        np.testing.assert_allclose(g[k], g0[k], rtol=1e-11, atol=1e-12, err_msg=k)
+
+
+def test_float32_tiles_at_the_default_size_match_float64():
+    """The default tiling on a 28x28 image (14 tiles of 56 queries, diagonal blocks
+    masked) in float32 against float64, forward and backward."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 28, 28))
+    ap = random_block(4, 3, 28, 28, rng, scale=0.8)
+    dy = rng.standard_normal(x.shape)
+    y64, c64 = causal_attention_forward(x, ap)
+    dx64, g64 = causal_attention_backward(dy, c64)
+    f32 = {k: v.astype(np.float32) for k, v in ap.items()}
+    y32, c32 = causal_attention_forward(x.astype(np.float32), f32)
+    dx32, g32 = causal_attention_backward(dy.astype(np.float32), c32)
+    np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx32, dx64, rtol=1e-3, atol=1e-3)
+    for k in g64:
+        np.testing.assert_allclose(g32[k], g64[k], rtol=1e-3, atol=2e-3, err_msg=k)
+
+
+def test_key_mask():
+    np.testing.assert_array_equal(key_mask(3), [[1, 0, 0], [1, 1, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(key_mask(3, include_self=False), [[0, 0, 0], [1, 0, 0], [1, 1, 0]])
+
+
+def test_no_key_gives_the_output_bias():
+    """Without include_self, query 0 sees nothing: its weights are 0 (not NaN), O_0 = 0, Y_0 = bo."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 2, 3))
+    ap = random_block(3, 2, 2, 3, rng)
+    y, cache = causal_attention_forward(x, ap, include_self=False)
+    np.testing.assert_array_equal(y[:, :, 0, 0], np.broadcast_to(ap["o.b"], (2, 3)))
+    dx, g = causal_attention_backward(rng.standard_normal(y.shape), cache)
+    assert np.isfinite(dx).all() and all(np.isfinite(v).all() for v in g.values())
+
+
+# ----------------------------------------------------------------------------------
+# The layer's gradients (float64)
+# ----------------------------------------------------------------------------------
+
+def _layer_case(include_self, seed):
+    rng = np.random.default_rng(seed)
+    N, C, d, H, W = 2, 3, 2, 3, 4
+    x = rng.standard_normal((N, C, H, W))
+    ap = random_block(C, d, H, W, rng)
+    dy = rng.standard_normal((N, C, H, W))
+    y, cache = causal_attention_forward(x, ap, include_self)
+    dx, grads = causal_attention_backward(dy, cache)
+    return rng, x, ap, dy, dx, grads
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_layer_gradients(include_self):
+    rng, x, ap, dy, dx, grads = _layer_case(include_self, 10 + include_self)
+    assert set(grads) == set(ATTENTION_PARTS)
+    f_x = dot_with(lambda x: causal_attention_forward(x, ap, include_self)[0], dy)
+    check_directional(f_x, x, dx, rng)
+    check_elementwise(f_x, x, dx)
+    for name in ATTENTION_PARTS:
+        assert grads[name].shape == ap[name].shape, name
+        f = dot_with(lambda w: causal_attention_forward(x, {**ap, name: w}, include_self)[0], dy)
+        check_directional(f, ap[name], grads[name], rng)
+        check_elementwise(f, ap[name], grads[name])
+
+
+def test_gradient_check_catches_a_softmax_backward_without_its_row_sum():
+    """Negative control: dS = A * dA (forgetting - A * rowsum(A * dA)) must fail the
+    check on the query weights, while the correct backward passes."""
+    rng, x, ap, dy, dx, grads = _layer_case(True, 12)
+    f = dot_with(lambda w: causal_attention_forward(x, {**ap, "q.w": w})[0], dy)
+    check_directional(f, ap["q.w"], grads["q.w"], rng)
+
+    _, cache = causal_attention_forward(x, ap)
+    u, qt, kt, vt1, ot, lse, _, _, _ = cache                                   # channels first: (N, e, D)
+    D = qt.shape[2]
+    a = np.exp(qt.transpose(0, 2, 1) @ kt + key_bias(D, True, x.dtype) - lse.transpose(0, 2, 1))  # A (N, D, D)
+    do = ap["o.w"].T @ dy.reshape(2, 3, -1)                                     # dO^T (N, d, D)
+    wrong_ds = a * (do.transpose(0, 2, 1) @ vt1[:, :-1])                        # A * dA, no row-sum term
+    dq = wrong_ds @ kt.transpose(0, 2, 1) / np.sqrt(qt.shape[1])                # (N, D, d)
+    wrong = np.einsum("npe,ncp->ec", dq, u)
+    with pytest.raises(AssertionError, match="directional gradient check failed"):
+        check_directional(f, ap["q.w"], wrong, rng)
+
+
+# ----------------------------------------------------------------------------------
+# Which keys may a query see? Over raw pixels, its own position leaks
+# ----------------------------------------------------------------------------------
+
+@settings(deadline=None, max_examples=25)
+@given(H=st.integers(1, 5), W=st.integers(2, 5), data=st.data(), seed=st.integers(0, 2**31))
+def test_over_raw_pixels_the_key_set_decides_the_leak(H, W, data, seed):
+    """Attention applied to the image itself (C = 1). To isolate the key set, the queries
+    are made content-free (q.w = 0, so Q_p = bq for every p).
+    Keys q < p: y_p does not move when x_p and every later pixel change, and does when
+    x_{p-1} changes. Keys q <= p: changing x_p alone moves y_p (the key and value at p
+    *are* x_p): a leak. After a mask-A conv the inclusive set is safe (model tests below).
+    And with content queries even keys q < p leak over raw pixels: the query at p reads x_p."""
+    p = data.draw(st.integers(1, H * W - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, size=(2, 1, H, W))
+    ap = random_block(1, 2, H, W, rng, scale=0.5)
+    blind = {**ap, "q.w": np.zeros_like(ap["q.w"])}                          # queries ignore the content
+    pos = raster_positions(H, W)
+    i, j = divmod(p, W)
+
+    future = x.copy()
+    future[:, :, pos >= p] = rng.uniform(-3, 3, size=(2, 1, int((pos >= p).sum())))
+    strict, _ = causal_attention_forward(x, blind, include_self=False)
+    strict2, _ = causal_attention_forward(future, blind, include_self=False)
+    assert np.array_equal(strict[:, :, pos <= p], strict2[:, :, pos <= p])
+
+    earlier = x.copy()
+    earlier[:, 0, (p - 1) // W, (p - 1) % W] += 1.0
+    strict3, _ = causal_attention_forward(earlier, blind, include_self=False)
+    assert not np.array_equal(strict3[:, :, i, j], strict[:, :, i, j])
+
+    itself = x.copy()
+    itself[:, 0, i, j] += 1.0                                                  # only x_p changes
+    incl, _ = causal_attention_forward(x, blind, include_self=True)
+    incl2, _ = causal_attention_forward(itself, blind, include_self=True)
+    assert not np.array_equal(incl2[:, :, i, j], incl[:, :, i, j])             # the leak
+    assert np.array_equal(incl2[:, :, pos < p], incl[:, :, pos < p])           # earlier outputs: untouched
+
+    content, _ = causal_attention_forward(x, ap, include_self=False)
+    content2, _ = causal_attention_forward(itself, ap, include_self=False)
+    if p > 1:                                    # (one key: its weight is 1 whatever the query)
+        assert not np.array_equal(content2[:, :, i, j], content[:, :, i, j])  # leak via the query
+
+
+# ----------------------------------------------------------------------------------
+# The model: config, gradients
+# ----------------------------------------------------------------------------------
+
+def test_default_config_shapes_and_init():
+    config = make_config("attention")
+    assert get_model(config) is attention
+    assert attention.attention_layers(config) == [4]
+    shapes = attention.param_shapes(config)
+    assert shapes["conv0.w"] == (32, 1, 7, 7) and shapes["conv6.w"] == (32, 32, 3, 3)
+    assert shapes["attn4.pos"] == (32, 28, 28) and shapes["attn4.q.w"] == (8, 32) and shapes["attn4.o.w"] == (32, 8)
+    assert not any(k.startswith("attn") and not k.startswith("attn4.") for k in shapes)
+    params = attention.init_params(config, np.random.default_rng(0))
+    assert {k: v.shape for k, v in params.items()} == shapes
+    assert all(v.dtype == np.float32 for v in params.values())
+    assert not params["conv0.w"][:, :, causal_mask(7, "A") == 0].any()
+    assert not params["conv3.w"][:, :, causal_mask(3, "B") == 0].any()
+    assert attention.attention_layers(make_config("attention", attention_every=0)) == []
+    assert attention.attention_layers(make_config("attention", n_layers=5, attention_every=2)) == [2, 4]
+    x = np.random.default_rng(1).integers(0, 2, size=(1, 1, 28, 28)).astype(np.float32)
+    logits, _ = attention.forward(params, x, config)
+    assert logits.shape == (1, 1, 28, 28) and logits.dtype == np.float32
+
+
+@pytest.mark.parametrize("key, value", [("attention_every", -1), ("key_channels", 0), ("key_channels", 1.5)])
+def test_bad_configs_are_rejected(key, value):
+    config = make_config("attention")
+    config[key] = value
+    with pytest.raises(ValueError, match=key):
+        attention.param_shapes(config)
+
+
+def test_labels_are_refused():
+    config = tiny_config()
+    params = random_params(config, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unconditional"):
+        attention.forward(params, np.zeros((2, 1, 4, 5)), config, labels=np.array([1, 2]))
+
+
+@pytest.mark.parametrize("pixels", ["binary", "8bit"])
+def test_model_gradients(pixels):
+    config = tiny_config(pixels)
+    rng = np.random.default_rng(20 + (pixels == "8bit"))
+    params = random_params(config, rng)
+    images = rng.integers(0, 2 if pixels == "binary" else 256, size=(2, 4, 5))
+    x = model_input(images, config, np.float64)
+
+    def loss_of(params, x=x):
+        return loss_and_grad(attention.forward(params, x, config)[0], images, config)[0]
+
+    logits, cache = attention.forward(params, x, config)
+    grads = attention.backward(loss_and_grad(logits, images, config)[1], cache, need_dx=True)
+    assert set(grads) == set(params) | {"x"}
+    assert any(k.startswith("attn1.") for k in grads) and any(k.startswith("attn2.") for k in grads)
+    for name, p in params.items():
+        assert grads[name].shape == p.shape and np.abs(grads[name]).max() > 0, name
+        check_directional(lambda q: loss_of({**params, name: q}), p, grads[name], rng)
+    for name in ("conv1.w", "attn1.q.w", "attn2.pos", "attn2.v.b"):
+        check_elementwise(lambda q: loss_of({**params, name: q}), params[name], grads[name])
+    check_directional(lambda x: loss_of(params, x), x, grads["x"], rng)
+    check_elementwise(lambda x: loss_of(params, x), x, grads["x"])
+    assert not grads["conv0.w"][:, :, causal_mask(3, "A") == 0].any()
+
+
+def test_backward_skips_dx_by_default_and_keeps_the_cache():
+    config = tiny_config()
+    rng = np.random.default_rng(22)
+    params = random_params(config, rng)
+    logits, cache = attention.forward(params, rng.uniform(0, 1, size=(2, 1, 4, 5)), config)
+    dlogits = rng.standard_normal(logits.shape)
+    first = attention.backward(dlogits, cache)
+    again = attention.backward(dlogits, cache, need_dx=True)
+    assert "x" not in first and again["x"].shape == (2, 1, 4, 5)
+    for name in params:
+        np.testing.assert_array_equal(first[name], again[name])
+
+
+# ----------------------------------------------------------------------------------
+# The autoregressive guarantee, and what attention reaches
+# ----------------------------------------------------------------------------------
+
+@st.composite
+def model_cases(draw):
+    config = make_config("attention", hidden=draw(st.integers(1, 3)), n_layers=draw(st.integers(1, 3)),
+                         attention_every=draw(st.integers(1, 2)), key_channels=draw(st.integers(1, 3)),
+                         kernel_size=draw(st.sampled_from([1, 3])), first_kernel_size=draw(st.sampled_from([3, 5])),
+                         height=draw(st.integers(2, 6)), width=draw(st.integers(2, 6)),
+                         pixels=draw(st.sampled_from(["binary", "8bit"])))
+    p = draw(st.integers(0, config["height"] * config["width"] - 1))
+    return config, p, draw(st.integers(0, 2**32 - 1))
+
+
+@settings(deadline=None, max_examples=25)
+@given(model_cases(), st.sampled_from([np.float32, np.float64]))
+def test_logits_ignore_the_current_and_future_pixels(case, dtype):
+    """Keys q <= p after the mask-A conv: logits at every position <= p are bit-identical
+    when every pixel at a position >= p changes."""
+    config, p, seed = case
+    rng = np.random.default_rng(seed)
+    H, W = config["height"], config["width"]
+    params = random_params(config, rng, dtype)
+    x = rng.uniform(0, 1, size=(2, 1, H, W)).astype(dtype)
+    pos = raster_positions(H, W)
+    x2 = x.copy()
+    x2[:, :, pos >= p] = rng.uniform(-3, 3, size=(2, 1, int((pos >= p).sum()))).astype(dtype)
+    logits, _ = attention.forward(params, x, config)
+    logits2, _ = attention.forward(params, x2, config)
+    assert logits.dtype == dtype
+    assert np.array_equal(logits[:, :, pos <= p], logits2[:, :, pos <= p])
+
+
+@settings(deadline=None, max_examples=20)
+@given(model_cases())
+def test_logits_depend_on_an_earlier_pixel(case):
+    """The control: the pixel just left of p (or, in column 0, just above), which the
+    mask-A conv reads, changes the logits at p; at p = 0 nothing does."""
+    config, p, seed = case
+    rng = np.random.default_rng(seed)
+    H, W = config["height"], config["width"]
+    params = random_params(config, rng)
+    for l in range(config["n_layers"] + 1):                 # positive convs: no ReLU ever dead
+        params[f"conv{l}.w"] = np.abs(params[f"conv{l}.w"])
+        params[f"conv{l}.b"] = np.abs(params[f"conv{l}.b"]) + 0.1
+    for name in params:                                      # and blocks that only add (Y >= 0): a
+        if name.startswith("attn") and name.split(".", 1)[1] in ("pos", "v.w", "v.b", "o.w", "o.b"):
+            params[name] = np.abs(params[name])              # negative Y could kill a later ReLU at p
+    x = rng.uniform(0, 1, size=(2, 1, H, W))
+    i, j = divmod(p, W)
+    logits, _ = attention.forward(params, x, config)
+    x2 = x.copy()
+    if p > 0:
+        x2[:, 0, i if j > 0 else i - 1, j - 1 if j > 0 else j] += 0.5
+        logits2, _ = attention.forward(params, x2, config)
+        assert not np.allclose(logits2[:, :, i, j], logits[:, :, i, j], rtol=0, atol=1e-12)
+    else:
+        logits2, _ = attention.forward(params, rng.uniform(0, 1, size=x.shape), config)
+        assert np.array_equal(logits2[:, :, 0, 0], logits[:, :, 0, 0])
+
+
+def test_attention_reaches_the_blind_spot():
+    """3x3 kernels, 2 layers: the conv stack alone never reaches (i - 1, j + 3) from p = (i, j)
+    (the blind spot); with an attention block it does (the key at (i - 1, j + 2) has seen it),
+    and the input gradient is non-zero at every earlier pixel of the image except those only
+    the last raster positions could carry."""
+    config = make_config("attention", hidden=2, n_layers=2, attention_every=2, key_channels=2, kernel_size=3,
+                         first_kernel_size=3, height=4, width=8)
+    rng = np.random.default_rng(30)
+    i, j = 3, 3
+    for every, reaches in ((0, False), (2, True)):
+        cfg = {**config, "attention_every": every}
+        params = random_params(cfg, rng)
+        for l in range(3):
+            params[f"conv{l}.w"] = np.abs(params[f"conv{l}.w"])
+            params[f"conv{l}.b"] = np.abs(params[f"conv{l}.b"]) + 0.1
+        x = rng.uniform(0.1, 1, size=(1, 1, 4, 8))
+        logits, cache = attention.forward(params, x, cfg)
+        dlogits = np.zeros_like(logits)
+        dlogits[0, 0, i, j] = 1
+        support = attention.backward(dlogits, cache, need_dx=True)["x"][0, 0] != 0
+        assert bool(support[i - 1, j + 3]) == reaches
+        assert not support[raster_positions(4, 8) >= i * 8 + j].any()          # never p or later
+
+
+# ----------------------------------------------------------------------------------
+# Cached sampling == naive sampling
+# ----------------------------------------------------------------------------------
+
+@settings(deadline=None, max_examples=6)
+@given(pixels=st.sampled_from(["binary", "8bit"]), n_layers=st.integers(1, 2), every=st.integers(1, 2),
+       H=st.integers(2, 4), W=st.integers(2, 4), seed=st.integers(0, 2**31))
+def test_cached_equals_naive(pixels, n_layers, every, H, W, seed):
+    config = tiny_config(pixels, n_layers=n_layers, attention_every=every, height=H, width=W)
+    params = random_params(config, np.random.default_rng(seed))
+    naive = sample_naive(params, config, 3, np.random.default_rng(seed))
+    cached = sample_cached(params, config, 3, np.random.default_rng(seed))
+    np.testing.assert_array_equal(cached, naive)
+
+
+@pytest.mark.parametrize("pixels", ["binary", "8bit"])
+def test_cached_equals_naive_for_completions(pixels):
+    config = tiny_config(pixels, height=4, width=4)
+    rng = np.random.default_rng(40)
+    params = random_params(config, rng)
+    given_images = rng.integers(0, 2 if pixels == "binary" else 256, (2, 4, 4))
+    naive = sample_naive(params, config, 2, np.random.default_rng(1), images=given_images, start=6)
+    cached = sample_cached(params, config, 2, np.random.default_rng(1), images=given_images, start=6)
+    np.testing.assert_array_equal(cached, naive)
+    np.testing.assert_array_equal(cached.reshape(2, -1)[:, :6], given_images.reshape(2, -1)[:, :6])
+
+
+def test_sampler_attention_matches_the_layer_at_every_position():
+    """The sampler's one-position attention, fed the layer's inputs in raster order,
+    gives the layer's output at every position (float64, to rounding)."""
+    rng = np.random.default_rng(41)
+    N, C, d, H, W = 2, 3, 2, 3, 4
+    x = rng.standard_normal((N, C, H, W))
+    ap = random_block(C, d, H, W, rng)
+    y, _ = causal_attention_forward(x, ap)
+    keys, values = np.zeros((N, H * W, d)), np.zeros((N, H * W, d))
+    for p in range(H * W):
+        i, j = divmod(p, W)
+        y_p = attention.attend_one_position(ap, keys, values, x[:, :, i, j], i, j, W)
+        np.testing.assert_allclose(y_p, y[:, :, i, j], rtol=1e-12, atol=1e-13)
+
+
+# ----------------------------------------------------------------------------------
+# Checkpoint and PyTorch
+# ----------------------------------------------------------------------------------
+
+def test_checkpoint_round_trip(tmp_path):
+    from pixelcnn_np.checkpoint import check_params_match, load_checkpoint, save_checkpoint
+
+    config = tiny_config()
+    params = random_params(config, np.random.default_rng(50), np.float32)
+    save_checkpoint(tmp_path / "c.npz", params, config)
+    ck = load_checkpoint(tmp_path / "c.npz")
+    assert ck.config == config
+    check_params_match(ck.params, attention.param_shapes(ck.config))
+    for k in params:
+        assert ck.params[k].dtype == np.float32
+        np.testing.assert_array_equal(ck.params[k], params[k])
+    x = np.random.default_rng(51).integers(0, 2, (2, 1, 4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(attention.forward(ck.params, x, ck.config)[0], attention.forward(params, x, config)[0])
+
+
+@pytest.mark.parametrize("pixels", ["binary", "8bit"])
+def test_matches_torch_and_round_trips(pixels):
+    torch = pytest.importorskip("torch")
+    from pixelcnn_np.torch_bridge import parameter_names, from_torch, to_torch
+    torch.set_num_threads(1)
+
+    config = tiny_config(pixels, n_layers=3, attention_every=1, height=5, width=4)
+    rng = np.random.default_rng(60)
+    params = random_params(config, rng)
+    images = rng.integers(0, 2 if pixels == "binary" else 256, size=(3, 5, 4))
+    x = model_input(images, config, np.float64)
+    logits, cache = attention.forward(params, x, config)
+    loss, dlogits = loss_and_grad(logits, images, config)
+    grads = attention.backward(dlogits, cache, need_dx=True)
+
+    module = to_torch(params, config)
+    xt = torch.tensor(x, requires_grad=True)
+    out = module(xt)
+    if pixels == "binary":
+        loss_t = torch.nn.functional.binary_cross_entropy_with_logits(out, torch.from_numpy(x))
+    else:
+        loss_t = torch.nn.functional.cross_entropy(out, torch.from_numpy(images.astype(np.int64)))
+    loss_t.backward()
+    np.testing.assert_allclose(out.detach().numpy(), logits, rtol=1e-10, atol=1e-13)
+    assert loss == pytest.approx(loss_t.item(), rel=1e-12)
+    named = dict(module.named_parameters())
+    assert set(named) == set(parameter_names(config).values())
+    for ours, theirs in parameter_names(config).items():
+        np.testing.assert_allclose(named[theirs].grad.numpy(), grads[ours], rtol=1e-10, atol=1e-13, err_msg=ours)
+    np.testing.assert_allclose(xt.grad.numpy(), grads["x"], rtol=1e-10, atol=1e-13)
+
+    back, config2 = from_torch(module)
+    assert config2 == config and set(back) == set(params)
+    for k in params:
+        assert back[k].dtype == params[k].dtype
+        np.testing.assert_array_equal(back[k], params[k])
