@@ -5,6 +5,7 @@
     python examples/train_mnist.py --epochs 1             # the default model, one epoch
     python examples/train_mnist.py --max-steps 50 --eval-limit 500   # a quick look
     python examples/train_mnist.py --resume               # continue runs/mnist
+    python examples/train_mnist.py --conditional          # p(x | digit): sample a chosen digit
 
 Writes to --out: checkpoint.npz (weights, Adam state, config), metrics.json,
 loss_curve.png and samples.png. MNIST is read from --data-dir, else from the folder in
@@ -90,15 +91,23 @@ def build_parser():
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=sorted(MODELS), default=None,
                    help="pixelcnn (plain, blind spot), gated (two stacks, no blind spot), residual (residual "
-                        "blocks), dilated (plain with dilated convs) {default: gated, seed: pixelcnn}")
+                        "blocks), dilated (plain with dilated convs), attention (masked convs with causal "
+                        "self-attention blocks) {default: gated, seed: pixelcnn}")
+    g.add_argument("--conditional", action="store_true",
+                   help="class-conditional: learn p(image | digit label), a learned per-channel bias per label "
+                        "in every layer (pixelcnn, gated, dilated); sample a digit with sample.py --digits")
     g.add_argument("--pixels", choices=("binary", "8bit"), default="binary",
                    help="binary: sigmoid head on binarized MNIST (default); 8bit: 256-way softmax on raw pixels")
     g.add_argument("--hidden", type=positive_int, default=None, help="channels of every hidden layer {default: 32, seed: 64}")
     g.add_argument("--layers", type=non_negative_int, default=None,
-                   help="pixelcnn: mask-B layers after the mask-A layer {seed: 6}; residual: residual blocks")
+                   help="pixelcnn, attention: mask-B layers after the mask-A layer {seed: 6}; residual: residual blocks")
     g.add_argument("--dilations", type=dilation_list, default=None,
                    help="gated, dilated: one layer per comma-separated dilation {default: 1,2,1,4,1,2,1}")
     g.add_argument("--kernel-size", type=odd_int, default=None, help="kernel size of the masked layers {default: 3, seed: 7}")
+    g.add_argument("--attention-every", type=non_negative_int, default=None,
+                   help="attention: a self-attention block after every N-th mask-B layer (0: none) {4}")
+    g.add_argument("--key-channels", type=positive_int, default=None,
+                   help="attention: channels of the queries, keys and values {8}")
     g = p.add_argument_group("input/output")
     g.add_argument("--data-dir", default=None,
                    help=f"folder with the four MNIST files (default: ${DATA_DIR_ENV}, else ./data, downloading if missing)")
@@ -130,8 +139,9 @@ def resolve(args):
         args.epochs = 1000                    # a time budget alone: epochs are only an upper bound
     model = args.model or preset["model"]
     arch = dict(preset["arch"]) if model == preset["model"] else {}
-    given = {"hidden": args.hidden, "kernel_size": args.kernel_size, "pixels": args.pixels}
-    if model == "pixelcnn":
+    given = {"hidden": args.hidden, "kernel_size": args.kernel_size, "pixels": args.pixels,
+             "n_classes": 10 if args.conditional else None}
+    if model in ("pixelcnn", "attention"):
         given["n_layers"] = args.layers
     elif model == "residual":
         given["n_blocks"] = args.layers
@@ -141,6 +151,11 @@ def resolve(args):
         if model not in ("gated", "dilated"):
             raise ValueError(f"--dilations does not apply to --model {model}")
         given["dilations"] = [int(v) for v in args.dilations.split(",")]
+    for flag, key in (("attention_every", "attention_every"), ("key_channels", "key_channels")):
+        if getattr(args, flag) is not None:
+            if model != "attention":
+                raise ValueError(f"--{flag.replace('_', '-')} applies to --model attention only")
+            given[key] = getattr(args, flag)
     arch.update({k: v for k, v in given.items() if v is not None})
     config = make_config(model, **arch)
     run = {"batch_size": args.batch_size, "seed": args.seed, "binarize": args.binarize, "lr": args.lr,
@@ -170,9 +185,10 @@ def time_forward(params, config, n):
     pays for loading compiled kernels and first-touch memory)."""
     model = get_model(config)
     x = np.zeros((n, 1, config["height"], config["width"]), dtype=np.float32)
-    model.forward(params, x, config)
+    labels = np.zeros(n, dtype=np.int64) if config.get("n_classes", 0) else None
+    model.forward(params, x, config, labels=labels)
     t0 = time.perf_counter()
-    model.forward(params, x, config)
+    model.forward(params, x, config, labels=labels)
     return time.perf_counter() - t0
 
 
@@ -180,8 +196,9 @@ def time_sampling(params, config, n):
     """Seconds the cached sampler takes for n images (timed on 2 rows, scaled)."""
     H, W = config["height"], config["width"]
     t0 = time.perf_counter()
+    labels = np.zeros(n, dtype=np.int64) if config.get("n_classes", 0) else None
     sample_cached(params, config, n, np.random.default_rng(0), images=np.zeros((n, H, W), np.uint8),
-                  start=(H - 2) * W)
+                  start=(H - 2) * W, labels=labels)
     return (time.perf_counter() - t0) * H / 2
 
 
@@ -204,10 +221,15 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     train_images, test_images = data["train_images"], data["test_images"]
+    conditional = config.get("n_classes", 0) > 0
+    train_labels = data["train_labels"] if conditional else None
+    test_labels = data["test_labels"] if conditional else None          # None: p(x), else p(x | y)
     if args.eval_limit:
         test_images = test_images[:args.eval_limit]
+        test_labels = None if test_labels is None else test_labels[:args.eval_limit]
     # With a time budget, epoch-end evaluations use a subset; the final one uses test_images.
-    epoch_test = test_images if (args.minutes is None or args.eval_limit) else test_images[:2000]
+    subset = slice(None) if (args.minutes is None or args.eval_limit) else slice(0, 2000)
+    epoch_test = (test_images[subset], None if test_labels is None else test_labels[subset])
 
     model = get_model(config)
     history = {"step_loss": [], "epochs": []}
@@ -278,7 +300,8 @@ def main(argv=None):
     try:
         steps = training_steps(params, opt_state, train_images, config, epochs=args.epochs,
                                batch_size=args.batch_size, lr=learning_rate, seed=args.seed,
-                               binarization=args.binarize, start_epoch=start_epoch, start_batch=start_batch)
+                               binarization=args.binarize, start_epoch=start_epoch, start_batch=start_batch,
+                               train_labels=train_labels)
         for s in steps:
             if bar is None:
                 label = f"epoch {s.epoch + 1}" + ("" if args.minutes else f"/{args.epochs}")
@@ -320,7 +343,8 @@ def main(argv=None):
     # Final evaluation on every test image (or --eval-limit of them).
     params = state["params"]
     ebar = Progress(len(test_images), "test", enabled=not args.no_progress)
-    test = evaluate(params, config, test_images, batch_size=EVAL_BATCH, progress=lambda d, t: ebar.update(d))
+    test = evaluate(params, config, test_images, batch_size=EVAL_BATCH, progress=lambda d, t: ebar.update(d),
+                    labels=test_labels)
     ebar.close()
     step = state["opt"]["t"]
     recent = [v for st, v in history["step_loss"] if st > step - per_epoch]
@@ -333,10 +357,12 @@ def main(argv=None):
     save_figure(loss_curve_figure(history), out / "loss_curve.png")
     if args.n_samples:
         sbar = Progress(D, f"sampling {args.n_samples}", enabled=not args.no_progress)
+        digits = np.arange(args.n_samples) % 10 if conditional else None        # conditional: 0, 1, ..., 9, 0, ...
         imgs = sample_cached(params, config, args.n_samples, np.random.default_rng(args.seed),
-                             progress=lambda d, t: sbar.update(d))
+                             progress=lambda d, t: sbar.update(d), labels=digits)
         sbar.close()
-        save_figure(samples_figure(imgs, f"{args.n_samples} samples (raster scan, cached)",
+        what = "digits 0-9 in turn" if conditional else "raster scan, cached"
+        save_figure(samples_figure(imgs, f"{args.n_samples} samples ({what})",
                                    vmax=1 if config["pixels"] == "binary" else 255), out / "samples.png")
     print_table(history, D)
     print(f"done: {step} steps, {format_seconds(elapsed())} wall time; "
@@ -353,20 +379,29 @@ def print_table(history, D):
               f"{r['nats_per_pixel']:12.4f} {r['bits_per_dim']:13.4f} {r['nats_per_image']:13.2f}")
 
 
-def record_epoch(history, s, params, config, test_images, epoch_seconds, no_progress):
-    """Evaluate at the end of an epoch, print the row, append it to the history."""
+def record_epoch(history, s, params, config, test, epoch_seconds, no_progress):
+    """Evaluate on test = (images, labels or None) at the end of an epoch, print the
+    row, append it to the history."""
+    test_images, test_labels = test
     ebar = Progress(len(test_images), "  test", enabled=not no_progress)
-    test = evaluate(params, config, test_images, batch_size=EVAL_BATCH, progress=lambda d, t: ebar.update(d))
+    test = evaluate(params, config, test_images, batch_size=EVAL_BATCH, progress=lambda d, t: ebar.update(d),
+                    labels=test_labels)
     ebar.close()
+    append_epoch(history, s, test, len(test_images), epoch_seconds, config)
+
+
+def append_epoch(history, s, test, n_test, epoch_seconds, config):
+    """Append the row of the epoch that step `s` ended (test NLL `test` measured on n_test
+    images) to the history, and print it."""
     first = s.step - s.batches_per_epoch
     train = float(np.mean([v for st, v in history["step_loss"] if st > first]))
     history["epochs"].append({"epoch": s.epoch + 1, "step": s.step, "train": train, "test": test,
                               "seconds": epoch_seconds})
     D = config["height"] * config["width"]
-    history["epochs"][-1]["test_images"] = len(test_images)
+    history["epochs"][-1]["test_images"] = n_test
     print(f"epoch {s.epoch + 1}: train {format_report(nll_report(train, D))}")
     print(f"epoch {s.epoch + 1}: test  {format_report(nll_report(test, D))} "
-          f"({len(test_images)} images) [{format_seconds(epoch_seconds)} elapsed]")
+          f"({n_test} images) [{format_seconds(epoch_seconds)} elapsed]")
 
 
 def metrics_doc(config, run, history):
