@@ -1,0 +1,98 @@
+"""Draw each digit from a class-conditional checkpoint and check it is that digit.
+
+    python examples/train_mnist.py --conditional --out runs/cond            # 15 minutes
+    python examples/conditional_samples.py --checkpoint runs/cond/checkpoint.npz
+
+The judge is a classifier the project fits itself (pixelcnn_np.classifier: softmax
+regression by L-BFGS on the binarized training digits); its own test accuracy is
+printed first, since a sample can only be judged as well as the judge reads real digits.
+Then --per-digit samples of each digit 0-9 are drawn with that label and classified.
+Writes a figure with one row per digit (--figure) and, with --json, the numbers.
+"""
+
+import json
+import sys
+import time
+
+import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kernels, see blas_setup.py)
+import numpy as np
+
+from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
+from pixelcnn_np.classifier import fit_softmax_regression, predict
+from pixelcnn_np.cli import OneLineParser, non_negative_int, positive_int
+from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
+from pixelcnn_np.plots import samples_figure, save_figure
+from pixelcnn_np.progress import Progress
+from pixelcnn_np.sampling import sample_cached
+
+
+def build_parser():
+    p = OneLineParser(description="Sample every digit from a class-conditional checkpoint and judge the samples "
+                                  "with a softmax-regression classifier fitted on MNIST.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint.npz of a model trained with --conditional")
+    p.add_argument("--per-digit", type=positive_int, default=100, help="samples per digit (default 100)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--figure", default="conditional_samples.png",
+                   help="PNG with one row per digit, the first 10 samples of each (default conditional_samples.png)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV}, else ./data)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        ck = load_checkpoint(args.checkpoint)
+    except (CheckpointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    k = ck.config.get("n_classes", 0)
+    if k != 10 or ck.config["pixels"] != "binary":
+        parser.error(f"{args.checkpoint} is not a class-conditional binary MNIST model "
+                     f"(n_classes={k}, pixels={ck.config['pixels']}); train one with train_mnist.py --conditional")
+    try:
+        data = load_mnist(args.data_dir, download=not args.no_download)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    # The judge, fitted on binarized training digits; its test accuracy first.
+    t0 = time.perf_counter()
+    flat = lambda images: binarize(images).reshape(len(images), -1).astype(np.float64)   # noqa: E731
+    W, b = fit_softmax_regression(flat(data["train_images"]), data["train_labels"])
+    judge_acc = float((predict(W, b, flat(data["test_images"])) == data["test_labels"]).mean())
+    print(f"judge: softmax regression on binarized MNIST, test accuracy {judge_acc:.2%} "
+          f"({time.perf_counter() - t0:.0f} s to fit)")
+
+    labels = np.repeat(np.arange(10), args.per_digit)                       # 0,0,...,1,1,...
+    bar = Progress(ck.config["height"] * ck.config["width"], f"sampling {len(labels)}",
+                   enabled=not args.no_progress)
+    t0 = time.perf_counter()
+    images = sample_cached(ck.params, ck.config, len(labels), np.random.default_rng(args.seed), labels=labels,
+                           progress=lambda d, t: bar.update(d))
+    bar.close()
+    seconds = time.perf_counter() - t0
+    judged = predict(W, b, images.reshape(len(images), -1))
+    per_digit = [float((judged[labels == d] == d).mean()) for d in range(10)]
+    overall = float((judged == labels).mean())
+    print(f"{len(labels)} samples in {seconds:.0f} s; judged to be the requested digit: {overall:.1%}")
+    print("per digit: " + "  ".join(f"{d}: {a:.0%}" for d, a in enumerate(per_digit)))
+
+    shown = images.reshape(10, args.per_digit, *images.shape[1:])[:, :10].reshape(-1, *images.shape[1:])
+    ncols = min(10, args.per_digit)
+    fig = samples_figure(shown, f"Row d: samples drawn given label d; {overall:.0%} judged to be d "
+                                f"(judge's own test accuracy {judge_acc:.0%})", ncols=ncols)
+    save_figure(fig, args.figure)
+    print(f"wrote {args.figure}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"judge_test_accuracy": judge_acc, "samples": len(labels), "accuracy": overall,
+                       "per_digit": per_digit, "seconds_sampling": seconds, "seed": args.seed}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
