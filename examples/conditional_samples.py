@@ -3,9 +3,10 @@
     python examples/train_mnist.py --conditional --out runs/cond            # 15 minutes
     python examples/conditional_samples.py --checkpoint runs/cond/checkpoint.npz
 
-The judge is a classifier the project fits itself (pixelcnn_np.classifier: softmax
-regression by L-BFGS on the binarized training digits); its own test accuracy is
-printed first, since a sample can only be judged as well as the judge reads real digits.
+Two judges the project builds itself (pixelcnn_np.classifier), both from the binarized
+training digits: softmax regression fitted by L-BFGS (linear), and 3 nearest neighbours
+in pixel space. Each judge's own test accuracy is printed first, since a sample can only
+be judged as well as the judge reads real digits.
 Then --per-digit samples of each digit 0-9 are drawn with that label and classified.
 Writes a figure with one row per digit (--figure) and, with --json, the numbers.
 """
@@ -18,7 +19,7 @@ import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kerne
 import numpy as np
 
 from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
-from pixelcnn_np.classifier import fit_softmax_regression, predict
+from pixelcnn_np.classifier import fit_softmax_regression, knn_predict, predict
 from pixelcnn_np.cli import OneLineParser, non_negative_int, positive_int
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
 from pixelcnn_np.plots import samples_figure, save_figure
@@ -35,6 +36,7 @@ def build_parser():
     p.add_argument("--figure", default="conditional_samples.png",
                    help="PNG with one row per digit, the first 10 samples of each (default conditional_samples.png)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--npy", default=None, help="also save the samples (10 * per-digit, 28, 28) uint8 here")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV}, else ./data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
     p.add_argument("--no-progress", action="store_true")
@@ -59,13 +61,18 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
 
-    # The judge, fitted on binarized training digits; its test accuracy first.
+    # The judges, from binarized training digits; their test accuracy first.
     t0 = time.perf_counter()
     flat = lambda images: binarize(images).reshape(len(images), -1).astype(np.float64)   # noqa: E731
-    W, b = fit_softmax_regression(flat(data["train_images"]), data["train_labels"])
-    judge_acc = float((predict(W, b, flat(data["test_images"])) == data["test_labels"]).mean())
-    print(f"judge: softmax regression on binarized MNIST, test accuracy {judge_acc:.2%} "
-          f"({time.perf_counter() - t0:.0f} s to fit)")
+    X_train, y_train = flat(data["train_images"]), data["train_labels"]
+    W, b = fit_softmax_regression(X_train, y_train)
+    judges = {"softmax regression": lambda X: predict(W, b, X),
+              "3-NN": lambda X: knn_predict(X_train, y_train, X, k=3)}
+    judge_acc = {name: float((judge(flat(data["test_images"])) == data["test_labels"]).mean())
+                 for name, judge in judges.items()}
+    for name, acc in judge_acc.items():
+        print(f"judge {name}: test accuracy {acc:.2%} on binarized MNIST")
+    print(f"({time.perf_counter() - t0:.0f} s to build and test the judges)")
 
     labels = np.repeat(np.arange(10), args.per_digit)                       # 0,0,...,1,1,...
     bar = Progress(ck.config["height"] * ck.config["width"], f"sampling {len(labels)}",
@@ -75,22 +82,28 @@ def main(argv=None):
                            progress=lambda d, t: bar.update(d))
     bar.close()
     seconds = time.perf_counter() - t0
-    judged = predict(W, b, images.reshape(len(images), -1))
-    per_digit = [float((judged[labels == d] == d).mean()) for d in range(10)]
-    overall = float((judged == labels).mean())
-    print(f"{len(labels)} samples in {seconds:.0f} s; judged to be the requested digit: {overall:.1%}")
-    print("per digit: " + "  ".join(f"{d}: {a:.0%}" for d, a in enumerate(per_digit)))
+    print(f"{len(labels)} samples in {seconds:.0f} s")
+    if args.npy:
+        np.save(args.npy, images)
+    results = {}
+    for name, judge in judges.items():
+        judged = judge(images.reshape(len(images), -1))
+        per_digit = [float((judged[labels == d] == d).mean()) for d in range(10)]
+        results[name] = {"judge_test_accuracy": judge_acc[name], "accuracy": float((judged == labels).mean()),
+                         "per_digit": per_digit}
+        print(f"judged the requested digit by {name}: {results[name]['accuracy']:.1%}; per digit: "
+              + "  ".join(f"{d}: {a:.0%}" for d, a in enumerate(per_digit)))
 
     shown = images.reshape(10, args.per_digit, *images.shape[1:])[:, :10].reshape(-1, *images.shape[1:])
     ncols = min(10, args.per_digit)
-    fig = samples_figure(shown, f"Row d: samples drawn given label d; {overall:.0%} judged to be d "
-                                f"(judge's own test accuracy {judge_acc:.0%})", ncols=ncols)
+    verdicts = ", ".join(f"{r['accuracy']:.0%} by {name}" for name, r in results.items())
+    fig = samples_figure(shown, f"Row d: samples drawn given label d\njudged to be d: {verdicts}", ncols=ncols)
     save_figure(fig, args.figure)
     print(f"wrote {args.figure}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"judge_test_accuracy": judge_acc, "samples": len(labels), "accuracy": overall,
-                       "per_digit": per_digit, "seconds_sampling": seconds, "seed": args.seed}, f, indent=1)
+            json.dump({"judges": results, "samples": len(labels), "seconds_sampling": seconds, "seed": args.seed},
+                      f, indent=1)
     return 0
 
 
