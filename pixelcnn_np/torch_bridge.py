@@ -122,11 +122,12 @@ def _classes():
                 v, h = layer(v, h, y)
             return self.out(F.elu(h))
 
-    class DilatedPixelCNN(nn.Module):
-        """F x F mask A -> ReLU -> one dilated K x K mask-B conv + ReLU per dilation -> 1x1."""
+    class DilatedPixelCNN(PixelCNN):
+        """F x F mask A -> ReLU -> one dilated K x K mask-B conv + ReLU per dilation -> 1x1:
+        the plain stack's forward, other convolutions."""
 
         def __init__(self, config):
-            super().__init__()
+            nn.Module.__init__(self)
             self.config = dict(config)
             h, K, F_ = config["hidden"], config["kernel_size"], config["first_kernel_size"]
             cout = 1 if config["pixels"] == "binary" else 256
@@ -135,15 +136,6 @@ def _classes():
             self.n_classes = config.get("n_classes", 0)
             self.cond = label_biases(self.n_classes, h, len(self.convs))
             self.out = nn.Conv2d(h, cout, 1)
-
-        def forward(self, x, labels=None):
-            y = one_hot(labels, self.n_classes, x)
-            for i, conv in enumerate(self.convs):
-                a = conv(x)
-                if y is not None:
-                    a = a + self.cond[i](y)[:, :, None, None]
-                x = F.relu(a)
-            return self.out(x)
 
     class ResidualBlock(nn.Module):
         def __init__(self, h, K):
