@@ -202,6 +202,25 @@ def time_sampling(params, config, n):
     return (time.perf_counter() - t0) * H / 2
 
 
+def starting_state(args, config, run, ckpt_path, log=print):
+    """(params, opt_state, start_epoch, start_batch, history, elapsed seconds): fresh
+    from the seed, or with --resume from ckpt_path after checking that its config, data
+    settings and parameter shapes match (CheckpointError otherwise)."""
+    model = get_model(config)
+    if not args.resume:
+        params = model.init_params(config, np.random.default_rng(args.seed))
+        return params, adam_init(params), 0, 0, {"step_loss": [], "epochs": []}, 0.0
+    saved = ckpt.load_checkpoint(ckpt_path)
+    ckpt.check_config_compatible(saved.config, config)
+    # (a checkpoint from before a setting existed is compared on the settings it has)
+    ckpt.check_config_compatible(saved.meta["run"], run, keys=[k for k in RUN_KEYS if k in saved.meta["run"]])
+    ckpt.check_params_match(saved.params, model.param_shapes(config))
+    meta = saved.meta
+    log(f"resuming {ckpt_path}: step {saved.opt_state['t']}, epoch {meta['epoch'] + 1}, batch {meta['batch']}, "
+        f"{format_seconds(meta.get('elapsed', 0.0))} already spent")
+    return saved.params, saved.opt_state, meta["epoch"], meta["batch"], meta["history"], meta.get("elapsed", 0.0)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -231,27 +250,11 @@ def main(argv=None):
     subset = slice(None) if (args.minutes is None or args.eval_limit) else slice(0, 2000)
     epoch_test = (test_images[subset], None if test_labels is None else test_labels[subset])
 
-    model = get_model(config)
-    history = {"step_loss": [], "epochs": []}
-    start_epoch, start_batch, elapsed0 = 0, 0, 0.0
-    if args.resume:
-        try:
-            saved = ckpt.load_checkpoint(ckpt_path)
-            ckpt.check_config_compatible(saved.config, config)
-            # (a checkpoint from before a setting existed is compared on the settings it has)
-            ckpt.check_config_compatible(saved.meta["run"], run, keys=[k for k in RUN_KEYS if k in saved.meta["run"]])
-            ckpt.check_params_match(saved.params, model.param_shapes(config))
-        except ckpt.CheckpointError as e:
-            print(f"error: cannot resume: {e}", file=sys.stderr)
-            return 2
-        params, opt_state = saved.params, saved.opt_state
-        start_epoch, start_batch = saved.meta["epoch"], saved.meta["batch"]
-        history, elapsed0 = saved.meta["history"], saved.meta.get("elapsed", 0.0)
-        print(f"resuming {ckpt_path}: step {opt_state['t']}, epoch {start_epoch + 1}, batch {start_batch}, "
-              f"{format_seconds(elapsed0)} already spent")
-    else:
-        params = model.init_params(config, np.random.default_rng(args.seed))
-        opt_state = adam_init(params)
+    try:
+        params, opt_state, start_epoch, start_batch, history, elapsed0 = starting_state(args, config, run, ckpt_path)
+    except ckpt.CheckpointError as e:
+        print(f"error: cannot resume: {e}", file=sys.stderr)
+        return 2
     n_params = sum(p.size for p in params.values())
     per_epoch = -(-len(train_images) // args.batch_size)
     budget = f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs"

@@ -46,13 +46,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from pixelcnn_np import checkpoint as ckpt
-from pixelcnn_np.adam import adam_init
 from pixelcnn_np.cli import positive_int
 from pixelcnn_np.conditioning import n_classes
 from pixelcnn_np.data import DataError, binarize, load_mnist
 from pixelcnn_np.losses import per_pixel_nll
 from pixelcnn_np.metrics import format_report, nll_report
-from pixelcnn_np.models import get_model, model_input
+from pixelcnn_np.models import model_input
 from pixelcnn_np.plots import loss_curve_figure, samples_figure, save_figure
 from pixelcnn_np.progress import Progress, format_seconds
 from pixelcnn_np.sampling import sample_cached
@@ -60,8 +59,8 @@ from pixelcnn_np.torch_bridge import parameter_names, from_torch, to_torch
 from pixelcnn_np.train import NonFiniteError, Step, epoch_order, prepare_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_mnist import (EVAL_BATCH, RUN_KEYS, append_epoch, atomic_write_text, build_parser as numpy_parser,  # noqa: E402
-                         cosine_rate, metrics_doc, print_table, resolve, time_sampling)
+from train_mnist import (EVAL_BATCH, append_epoch, atomic_write_text, build_parser as numpy_parser,  # noqa: E402
+                         cosine_rate, metrics_doc, print_table, resolve, starting_state, time_sampling)
 
 
 # ----------------------------------------------------------------------------------
@@ -327,26 +326,12 @@ def train(args, config, run, out, ckpt_path, rank, world, device):
     if args.minutes is not None and not args.eval_limit:     # with a time budget, epoch ends use a subset
         epoch_test = (test_images[:2000], test_labels[:2000])
 
-    model = get_model(config)
-    history = {"step_loss": [], "epochs": []}
-    start_epoch, start_batch, elapsed0 = 0, 0, 0.0
-    if args.resume:
-        try:
-            saved = ckpt.load_checkpoint(ckpt_path)
-            ckpt.check_config_compatible(saved.config, config)
-            ckpt.check_config_compatible(saved.meta["run"], run, keys=[k for k in RUN_KEYS if k in saved.meta["run"]])
-            ckpt.check_params_match(saved.params, model.param_shapes(config))
-        except ckpt.CheckpointError as e:
-            print(f"error: cannot resume: {e}", file=sys.stderr)
-            return 2
-        params, opt_state = saved.params, saved.opt_state
-        start_epoch, start_batch = saved.meta["epoch"], saved.meta["batch"]
-        history, elapsed0 = saved.meta["history"], saved.meta.get("elapsed", 0.0)
-        log(f"resuming {ckpt_path}: step {opt_state['t']}, epoch {start_epoch + 1}, batch {start_batch}, "
-            f"{format_seconds(elapsed0)} already spent")
-    else:
-        params = model.init_params(config, np.random.default_rng(args.seed))
-        opt_state = adam_init(params)
+    try:
+        params, opt_state, start_epoch, start_batch, history, elapsed0 = starting_state(args, config, run, ckpt_path,
+                                                                                        log=log)
+    except ckpt.CheckpointError as e:
+        print(f"error: cannot resume: {e}", file=sys.stderr)
+        return 2
 
     module = to_torch(params, config).to(device)
     tparams, topt = named_parameters(module, config), adam_state_to_torch(opt_state, device)
