@@ -76,7 +76,7 @@ def ours_step(s):
 
 def ours_layer_breakdown(config, images, reps=3):
     """Median forward/backward seconds of each layer of the seed net (ours)."""
-    from pixelcnn_np.activations import relu_backward, relu_forward
+    from pixelcnn_np.activations import relu_forward
     from pixelcnn_np.conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
     from pixelcnn_np.models import get_model, model_input
     params = get_model(config).init_params(config, np.random.default_rng(0))

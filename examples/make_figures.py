@@ -22,12 +22,12 @@ import numpy as np
 from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
 from pixelcnn_np.cli import OneLineParser
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
-from pixelcnn_np.models import get_model, make_config
+from pixelcnn_np.models import describe
 from pixelcnn_np.plots import (
     completion_figure, ink_probability, ink_probability_figure, likelihood_extremes_figure, loss_curve_figure,
     masks_figure, per_pixel_nll_figure, receptive_field_figure, samples_figure, save_figure, save_sampling_animation,
 )
-from pixelcnn_np.receptive_field import receptive_field, theoretical_region
+from pixelcnn_np.receptive_field import blind_spot_demo
 from pixelcnn_np.sampling import sample_cached
 from pixelcnn_np.train import nll_per_pixel
 
@@ -73,7 +73,7 @@ def main(argv=None):
 
     if "samples" in want:
         imgs = sample_cached(params, config, 64, np.random.default_rng(0))
-        save_figure(samples_figure(imgs, f"64 samples ({config['model']}, T=1)"), out / "samples_default.png")
+        save_figure(samples_figure(imgs, f"64 samples ({describe(config)}, T=1)"), out / "samples_default.png")
         save_sampling_animation(imgs[:16], out / "sampling.gif", every=28)
 
     if "completions" in want:
@@ -83,14 +83,10 @@ def main(argv=None):
         save_figure(completion_figure(originals, 14, done.reshape(3, 10, 28, 28)), out / "completions.png")
 
     if "receptive_field" in want:
-        plain = make_config("pixelcnn", n_layers=2, kernel_size=3, hidden=16)   # small plain net: the wedge shows
-        plain_params = get_model(plain).init_params(plain, np.random.default_rng(0), np.float64)
         i, j = 14, 14
-        fields = [receptive_field(plain_params, plain, i, j), receptive_field(params64, config, i, j)]
-        regions = [theoretical_region(plain, i, j), theoretical_region(config, i, j)]
-        save_figure(receptive_field_figure(fields, ["plain PixelCNN, 3 x 3 layers (init)",
-                                                    f"{config['model']} (pretrained)"],
-                                           i, j, regions=regions), out / "receptive_field.png")
+        demo = blind_spot_demo(i, j, extra=(f"pretrained\n{describe(config)}", params64, config))
+        save_figure(receptive_field_figure([f for _, f, _ in demo], [t for t, _, _ in demo],
+                                           i, j, regions=[r for _, _, r in demo]), out / "receptive_field.png")
 
     if "masks" in want:
         save_figure(masks_figure(5), out / "masks.png")
@@ -98,7 +94,7 @@ def main(argv=None):
     if "per_pixel_nll" in want:
         per_pixel = nll_per_pixel(params, config, test)                        # (N, H, W) nats
         nll = per_pixel.mean(axis=0)
-        save_figure(per_pixel_nll_figure(nll, title=f"Pretrained {config['model']} model: mean NLL of each pixel "
+        save_figure(per_pixel_nll_figure(nll, title=f"Pretrained {describe(config)}: mean NLL of each pixel "
                                                     f"position\nover the {len(test):,} test digits "
                                                     f"({nll.mean():.4f} nats/pixel)"),
                     out / "per_pixel_nll.png")
@@ -108,7 +104,7 @@ def main(argv=None):
     if "ink_probability" in want:
         digit = binarize(test[0])                                              # (H, W) 0/1, a 7
         save_figure(ink_probability_figure(digit, ink_probability(params64, config, digit),
-                                           title=f"Pretrained {config['model']} model on the first test digit: "
+                                           title=f"Pretrained {describe(config)}, first test digit: "
                                                  f"what it expects at each pixel, having seen only the pixels "
                                                  f"before it"),
                     out / "ink_probability.png")

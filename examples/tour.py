@@ -30,8 +30,8 @@ from pixelcnn_np.checkpoint import load_checkpoint
 from pixelcnn_np.conv import masked_conv2d_forward
 from pixelcnn_np.data import DataError, binarize, load_mnist
 from pixelcnn_np.masks import causal_mask
-from pixelcnn_np.models import get_model, loss_and_grad, make_config, model_input
-from pixelcnn_np.receptive_field import receptive_field, theoretical_region
+from pixelcnn_np.models import describe, get_model, loss_and_grad, make_config, model_input
+from pixelcnn_np.receptive_field import blind_spot_demo
 from pixelcnn_np.sampling import sample_cached
 from pixelcnn_np.train import nll_per_pixel, training_steps
 import matplotlib.pyplot as plt                   # after plots: on the Agg backend
@@ -63,10 +63,11 @@ def show(fig, name):
 
 
 pretrained = load_checkpoint(Path(pixelcnn_np.__file__).parent / "pretrained.npz")
-config = pretrained.config                                     # the Gated PixelCNN, 28 x 28, binary
+config = pretrained.config                                     # 28 x 28, binary (the README says how it was trained)
 params64 = {k: v.astype(np.float64) for k, v in pretrained.params.items()}
 model = get_model(config)
 H, W = config["height"], config["width"]
+print(f"pretrained model: {describe(config)}, test NLL {pretrained.meta['test_nats_per_pixel']:.4f} nats/pixel")
 
 try:                                                           # MNIST only if it is already on disk
     mnist = load_mnist(args.data_dir, download=False)
@@ -136,7 +137,7 @@ show(fig, "01_masked_conv_5x5.png")
 # ## 2. The autoregressive property, checked live on the whole network
 #
 # Stacking one mask-A layer and any number of mask-B layers keeps the guarantee: the logit at
-# p is a function of x_<p only. We check it on the pretrained Gated PixelCNN (7 layers, 28x28):
+# p is a function of x_<p only. We check it on the whole pretrained network (28x28):
 # flip every pixel at or after p and the logit at p does not change *at all* (not even in the last
 # bit); flip one pixel just before p and it does. Then we flip a single pixel q and map how much
 # each of the 784 logits moved: every logit that moved lies after q.
@@ -190,7 +191,7 @@ for ax in axes:
     ax.add_patch(plt.Rectangle((q[1] - 0.5, q[0] - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
     ax.set_xlabel("column")
     ax.set_ylabel("row")
-fig.suptitle("Pretrained Gated PixelCNN: flipping one input pixel moves only the later predictions",
+fig.suptitle(f"Pretrained {describe(config)}: flipping one input pixel moves only the later predictions",
              fontsize=11)
 show(fig, "02_autoregressive.png")
 
@@ -308,7 +309,7 @@ show(plots.loss_curve_figure({"step_loss": step_loss},
 t = time.perf_counter()
 samples = sample_cached(pretrained.params, config, N_SAMPLES, np.random.default_rng(0))
 print(f"{N_SAMPLES} samples in {time.perf_counter() - t:.1f} s")
-show(plots.samples_figure(samples, f"{N_SAMPLES} digits sampled from the pretrained Gated PixelCNN"),
+show(plots.samples_figure(samples, f"{N_SAMPLES} digits sampled from the pretrained {describe(config)}"),
      "05_samples.png")
 if not args.quick:
     plots.save_sampling_animation(samples[:16], out / "05_sampling.gif", every=28)
@@ -322,17 +323,18 @@ if not args.quick:
 # every input pixel at once. The black outline is the region the stack could reach in principle.
 # A plain PixelCNN never sees the wedge above and to the right of p (red: the *blind spot*),
 # because every mask only looks up-left; the Gated PixelCNN's separate vertical stack sees it all.
+# Which pixels are reached is fixed by the architecture, not by training: two small networks at
+# their random initial weights show it, and the pretrained network (right) has whatever its
+# architecture gives it.
 
 # %%
-plain = make_config("pixelcnn", n_layers=2, kernel_size=3, hidden=16)
-plain_params = get_model(plain).init_params(plain, np.random.default_rng(0), np.float64)
 i, j = 14, 14
-fields = [receptive_field(plain_params, plain, i, j), receptive_field(params64, config, i, j)]
-regions = [theoretical_region(plain, i, j), theoretical_region(config, i, j)]
-for name, field, region in zip(["plain PixelCNN", "gated PixelCNN"], fields, regions):
-    print(f"{name}: {int((region & (field == 0)).sum())} of the {int(region.sum())} pixels in reach are blind")
-show(plots.receptive_field_figure(fields, ["plain PixelCNN, 3 x 3 layers (init)", "Gated PixelCNN (pretrained)"],
-                                  i, j, regions=regions),
+demo = blind_spot_demo(i, j, extra=(f"pretrained\n{describe(config)}", params64, config))
+for title, field, region in demo:
+    print(f"{title.replace(chr(10), ', ')}: {int((region & (field == 0)).sum())} of the {int(region.sum())} "
+          f"pixels in reach are blind")
+show(plots.receptive_field_figure([f for _, f, _ in demo], [t for t, _, _ in demo], i, j,
+                                  regions=[r for _, _, r in demo]),
      "06_receptive_field.png")
 
 # %% [markdown]
@@ -379,8 +381,8 @@ show(plots.ink_probability_figure(digit, probability), "08_ink_probability.png")
 # ## Where next
 #
 # `pixelcnn_np/conv.py` (the masked convolution and its backward pass),
-# `docs/masked_conv_backward.md` (their derivation), `pixelcnn_np/gated.py` (the model used
-# above), `pixelcnn_np/sampling.py` (both samplers), and `examples/train_mnist.py` to train one.
+# `docs/masked_conv_backward.md` (their derivation), `pixelcnn_np/pixelcnn.py` and
+# `pixelcnn_np/gated.py` (the models used above), `pixelcnn_np/sampling.py` (both samplers), and `examples/train_mnist.py` to train one.
 
 # %%
 print(f"tour done in {time.perf_counter() - start_time:.1f} s; figures in {out}/")

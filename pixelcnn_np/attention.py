@@ -119,7 +119,7 @@ import math
 
 import numpy as np
 
-from .activations import relu_backward, relu_forward, softmax, softmax_backward
+from .activations import relu_backward, relu_forward, softmax
 from .conditioning import check_labels
 from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
 from .pixelcnn import out_channels

@@ -31,6 +31,15 @@ MODELS = {
 
 PIXEL_TYPES = ("binary", "8bit")
 
+# How figures and messages name each model.
+DISPLAY_NAMES = {
+    "pixelcnn": "PixelCNN",
+    "gated": "Gated PixelCNN",
+    "residual": "residual PixelCNN",
+    "dilated": "dilated PixelCNN",
+    "attention": "PixelCNN with self-attention",
+}
+
 
 def get_model(config):
     """The module implementing config["model"]."""
@@ -38,6 +47,16 @@ def get_model(config):
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name]
+
+
+def describe(config):
+    """A short human name for a config, e.g. "PixelCNN, 64 channels" or
+    "class-conditional Gated PixelCNN, 32 channels, 8-bit"."""
+    name = DISPLAY_NAMES.get(config.get("model"), str(config.get("model")))
+    if config.get("n_classes"):
+        name = "class-conditional " + name
+    text = f"{name}, {config['hidden']} channels" if "hidden" in config else name
+    return text + (", 8-bit" if config.get("pixels") == "8bit" else "")
 
 
 def make_config(model="pixelcnn", **overrides):

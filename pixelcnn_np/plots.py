@@ -132,7 +132,7 @@ def completion_figure(originals, rows, completions, vmax=1):
         completions = completions[None]
     occluded = originals.astype(np.float64).copy()
     occluded[:, rows:, :] = 0.5
-    n, k = len(originals), len(completions)
+    n = len(originals)
     panels = [(originals, "original test digits"), (occluded, f"input: top {rows} rows kept")]
     panels += [(c, f"completion {i + 1} (sampled by the model)") for i, c in enumerate(completions)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(4, 0.6 * n), 0.95 * len(panels) + 0.4))

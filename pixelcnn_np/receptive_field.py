@@ -115,3 +115,23 @@ def theoretical_region(config, i, j):
     above = (rows >= i - up) & (rows < i) & (cols >= j - left) & (cols <= j + right)
     same_row = (rows == i) & (cols >= j - left) & (cols < j)
     return above | same_row
+
+
+def blind_spot_demo(i, j, extra=None):
+    """The comparison the tour and the README draw: [(title, field, region), ...] for a
+    small plain PixelCNN and a small Gated PixelCNN (3 layers of 3 x 3 each, at their
+    random initial weights: which pixels are reached is fixed by the architecture, not
+    by training), plus `extra` = (title, params, config) if given (e.g. the pretrained
+    model). Feed the fields and regions to `plots.receptive_field_figure`."""
+    from .models import make_config                       # models imports nothing from here
+    nets = []
+    for title, config in [("plain PixelCNN\n3 layers of 3 x 3 (init)",
+                           make_config("pixelcnn", n_layers=2, kernel_size=3, hidden=16)),
+                          ("Gated PixelCNN\n3 layers of 3 x 3 (init)",
+                           make_config("gated", hidden=8, dilations=[1, 1, 1]))]:
+        params = get_model(config).init_params(config, np.random.default_rng(0), np.float64)
+        nets.append((title, params, config))
+    if extra is not None:
+        nets.append(extra)
+    return [(title, receptive_field(params, config, i, j), theoretical_region(config, i, j))
+            for title, params, config in nets]

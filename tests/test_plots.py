@@ -127,6 +127,27 @@ def test_gated_field_fills_its_region_exactly():
     assert theoretical_region(config, 6, 4).sum() == 3 * 5 + 2
 
 
+def test_blind_spot_demo_plain_is_blind_gated_is_not_and_extra_is_appended():
+    from pixelcnn_np.receptive_field import blind_spot_demo
+
+    config = make_config("gated", hidden=4, dilations=[1, 1])
+    params = get_model(config).init_params(config, np.random.default_rng(1), np.float64)
+    demo = blind_spot_demo(14, 14, extra=("mine", params, config))
+    assert [t.split("\n")[0] for t, _, _ in demo] == ["plain PixelCNN", "Gated PixelCNN", "mine"]
+    blind = [int((region & (field == 0)).sum()) for _, field, region in demo]
+    assert blind[0] > 0 and blind[1] == 0 and blind[2] == 0
+    np.testing.assert_array_equal(demo[2][1], receptive_field(params, config, 14, 14))
+    assert len(blind_spot_demo(3, 3)) == 2
+
+
+def test_describe_names_the_model():
+    from pixelcnn_np.models import describe
+
+    assert describe(make_config("pixelcnn", hidden=64)) == "PixelCNN, 64 channels"
+    assert describe(make_config("gated", n_classes=10, pixels="8bit")) == \
+        "class-conditional Gated PixelCNN, 32 channels, 8-bit"
+
+
 def test_receptive_field_matches_finite_differences():
     """The backward-pass field equals |central difference| of the logit at p (float64)."""
     config = tiny_gated()
