@@ -3,10 +3,12 @@
     python examples/train_mnist.py --conditional --out runs/cond            # 15 minutes
     python examples/conditional_samples.py --checkpoint runs/cond/checkpoint.npz
 
-Two judges the project builds itself (pixelcnn_np.classifier), both from the binarized
-training digits: softmax regression fitted by L-BFGS (linear), and 3 nearest neighbours
-in pixel space. Each judge's own test accuracy is printed first, since a sample can only
-be judged as well as the judge reads real digits.
+Three judges the project builds itself (pixelcnn_np.classifier), all from the binarized
+training digits: softmax regression fitted by L-BFGS (linear), 3 nearest neighbours in
+pixel space, and a one-hidden-layer perceptron trained with Adam. Every image a judge sees
+(training, test, sample) is first centred by its centre of mass, as MNIST's digits were
+(`classifier.recenter`; --no-recenter judges the raw pixels). Each judge's own test accuracy
+is printed first, since a sample can only be judged as well as the judge reads real digits.
 Then --per-digit samples of each digit 0-9 are drawn with that label and classified.
 Writes a figure with one row per digit (--figure) and, with --json, the numbers.
 """
@@ -19,7 +21,7 @@ import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kerne
 import numpy as np
 
 from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
-from pixelcnn_np.classifier import fit_softmax_regression, knn_predict, predict
+from pixelcnn_np.classifier import fit_mlp, fit_softmax_regression, knn_predict, mlp_predict, predict, recenter
 from pixelcnn_np.cli import OneLineParser, non_negative_int, positive_int
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
 from pixelcnn_np.plots import samples_figure, save_figure
@@ -29,7 +31,7 @@ from pixelcnn_np.sampling import sample_cached
 
 def build_parser():
     p = OneLineParser(description="Sample every digit from a class-conditional checkpoint and judge the samples "
-                                  "with a softmax-regression classifier fitted on MNIST.")
+                                  "with three classifiers fitted on MNIST.")
     p.add_argument("--checkpoint", required=True, help="checkpoint.npz of a model trained with --conditional")
     p.add_argument("--per-digit", type=positive_int, default=100, help="samples per digit (default 100)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default 0)")
@@ -39,6 +41,11 @@ def build_parser():
     p.add_argument("--npy", default=None, help="also save the samples (10 * per-digit, 28, 28) uint8 here")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV}, else ./data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
+    p.add_argument("--judge-limit", type=positive_int, default=None,
+                   help="fit the judges on the first N training digits and test them on the first N test digits "
+                        "(default: all; a quick check)")
+    p.add_argument("--no-recenter", action="store_true",
+                   help="judge the raw pixels, without centring each image by its centre of mass")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -63,15 +70,23 @@ def main(argv=None):
 
     # The judges, from binarized training digits; their test accuracy first.
     t0 = time.perf_counter()
-    flat = lambda images: binarize(images).reshape(len(images), -1).astype(np.float64)   # noqa: E731
-    X_train, y_train = flat(data["train_images"]), data["train_labels"]
+    place = (lambda images: images) if args.no_recenter else recenter
+
+    def flat(binary_images):
+        """(N, H, W) 0/1 -> the (N, H * W) rows every judge reads."""
+        return place(binary_images).reshape(len(binary_images), -1).astype(np.float64)
+
+    n = args.judge_limit
+    X_train, y_train = flat(binarize(data["train_images"][:n])), data["train_labels"][:n]
     W, b = fit_softmax_regression(X_train, y_train)
+    mlp = fit_mlp(X_train, y_train)
     judges = {"softmax regression": lambda X: predict(W, b, X),
-              "3-NN": lambda X: knn_predict(X_train, y_train, X, k=3)}
-    judge_acc = {name: float((judge(flat(data["test_images"])) == data["test_labels"]).mean())
-                 for name, judge in judges.items()}
+              "3-NN": lambda X: knn_predict(X_train, y_train, X, k=3),
+              "MLP": lambda X: mlp_predict(mlp, X)}
+    X_test, y_test = flat(binarize(data["test_images"][:n])), data["test_labels"][:n]
+    judge_acc = {name: float((judge(X_test) == y_test).mean()) for name, judge in judges.items()}
     for name, acc in judge_acc.items():
-        print(f"judge {name}: test accuracy {acc:.2%} on binarized MNIST")
+        print(f"judge {name}: test accuracy {acc:.2%} on {len(y_test):,} binarized MNIST test digits")
     print(f"({time.perf_counter() - t0:.0f} s to build and test the judges)")
 
     labels = np.repeat(np.arange(10), args.per_digit)                       # 0,0,...,1,1,...
@@ -87,7 +102,7 @@ def main(argv=None):
         np.save(args.npy, images)
     results = {}
     for name, judge in judges.items():
-        judged = judge(images.reshape(len(images), -1))
+        judged = judge(flat(images))
         per_digit = [float((judged[labels == d] == d).mean()) for d in range(10)]
         results[name] = {"judge_test_accuracy": judge_acc[name], "accuracy": float((judged == labels).mean()),
                          "per_digit": per_digit}
@@ -102,7 +117,8 @@ def main(argv=None):
     print(f"wrote {args.figure}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"judges": results, "samples": len(labels), "seconds_sampling": seconds, "seed": args.seed},
+            json.dump({"judges": results, "samples": len(labels), "seconds_sampling": seconds, "seed": args.seed,
+                       "recentered": not args.no_recenter},
                       f, indent=1)
     return 0
 

@@ -236,6 +236,17 @@ def test_conditional_training_sampling_and_evaluation(tmp_path):
         assert r.returncode == 0, r.stderr
         assert abs(json.loads(r.stdout)["nats_per_pixel"] - ours) <= 1e-5 * ours
 
+    # judged by the three classifiers (fitted on a few digits here: a smoke test of the script)
+    r = run(ROOT / "examples" / "conditional_samples.py", "--checkpoint", ck, "--data-dir", MNIST, "--per-digit", "2",
+            "--judge-limit", "300", "--figure", tmp_path / "cond.png", "--json", tmp_path / "cond.json",
+            "--no-progress")
+    assert r.returncode == 0, r.stderr
+    judged = json.loads((tmp_path / "cond.json").read_text())
+    assert set(judged["judges"]) == {"softmax regression", "3-NN", "MLP"} and judged["samples"] == 20
+    assert all(0.5 < j["judge_test_accuracy"] <= 1 for j in judged["judges"].values())   # 300 digits: > 50%
+    r = run(ROOT / "examples" / "conditional_samples.py", "--checkpoint", ROOT / "pixelcnn_np" / "pretrained.npz")
+    assert r.returncode == 2 and "not a class-conditional" in r.stderr and "Traceback" not in r.stderr
+
     r = run(SAMPLE, "--checkpoint", ck, "--digits", "10", "--out", tmp_path / "x.png")
     assert r.returncode == 2 and "0..9" in r.stderr and "Traceback" not in r.stderr
     r = run(SAMPLE, "--digits", "3", "--out", tmp_path / "x.png")          # the unconditional pretrained model
