@@ -21,7 +21,7 @@ import numpy as np
 from pixelcnn_np.cli import OneLineParser, positive_int, positive_float
 from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
-from pixelcnn_np.models import get_model
+from pixelcnn_np.models import describe, get_model
 from pixelcnn_np.plots import completion_figure, samples_figure, save_figure
 from pixelcnn_np.progress import Progress
 from pixelcnn_np.sampling import sample
@@ -72,11 +72,15 @@ def main(argv=None):
         parser.error(f"no checkpoint at {path}" + ("" if args.checkpoint else " (pass --checkpoint PATH)"))
     try:
         ck = load_checkpoint(path)
-        model = get_model(ck.config)
+        get_model(ck.config)                       # an unknown model name is a clear error here
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     config, params = ck.config, ck.params
+    if not args.checkpoint:
+        nll = ck.meta.get("test_nats_per_pixel")
+        print(f"no --checkpoint: using the pretrained {describe(config)}"
+              + (f" (test NLL {nll:.4f} nats/pixel)" if nll is not None else ""))
     H, W = config["height"], config["width"]
     n_classes = config.get("n_classes", 0)
     if args.digits is not None and not n_classes:
@@ -116,7 +120,7 @@ def main(argv=None):
         fig = completion_figure(originals, args.complete_rows, out.reshape(args.completions, args.n, H, W), vmax=vmax)
     else:
         what = f"rows: digits {','.join(map(str, digits))}, " if n_classes else ""
-        fig = samples_figure(out, f"{args.n} samples ({what}{model.__name__.split('.')[-1]}, T={args.temperature:g})",
+        fig = samples_figure(out, f"{args.n} samples ({what}{describe(config)}, T={args.temperature:g})",
                              vmax=vmax, ncols=ncols)
     save_figure(fig, args.out)
     if args.npy:
