@@ -5,8 +5,8 @@ process, PyTorch in N processes (DistributedDataParallel over gloo, CPU).
     python benchmarks/bench_torch.py --rounds 5 --steps 8 --nproc 2
 
 Each side runs the training loop its script runs (train.training_steps for ours,
-train_torch.torch_training_steps for PyTorch) on the default preset's model (the Gated
-PixelCNN of train_mnist.py), global batch 64, in a fresh subprocess started by this one;
+train_torch.torch_training_steps for PyTorch) on the default preset's model of
+train_mnist.py (the dilated PixelCNN since 2026-11-25; the Gated PixelCNN before), global batch 64, in a fresh subprocess started by this one;
 the N-process side is started with torchrun. The sides take turns, round after round,
 so that a machine shared with other work slows all of them alike; the medians over all
 timed steps are printed (after 2 untimed warm-up steps per subprocess). Every side uses
@@ -121,7 +121,7 @@ def main():
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {statistics.median(t):.3f} s" for n, t in times.items()),
               flush=True)
     ours = statistics.median(times[sides[0][0]])
-    print(f"\nseconds per training step, default Gated PixelCNN, batch 64, float32, {args.threads} cores "
+    print(f"\nseconds per training step, the default model, batch 64, float32, {args.threads} cores "
           f"(median of {args.rounds * args.steps} steps per side):")
     for name, t in times.items():
         m = statistics.median(t)

@@ -1,7 +1,8 @@
 """Time one full training step (forward, backward, Adam) against PyTorch CPU.
 
     python benchmarks/bench_train.py                    # seed net, batch 64, float32
-    python benchmarks/bench_train.py --model default    # the default Gated PixelCNN
+    python benchmarks/bench_train.py --model default    # the default model of train_mnist.py (dilated)
+    python benchmarks/bench_train.py --model gated      # the Gated PixelCNN (the default before 2026-11-25)
     python benchmarks/bench_train.py --reps 10 --threads 2
 
 Both sides run the same network on the same batch with the same number of threads,
@@ -29,8 +30,9 @@ import numpy as np
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=("seed", "default"), default="seed",
-                   help="seed: 7x7 PixelCNN, 64 ch; default: the Gated PixelCNN of train_mnist.py")
+    p.add_argument("--model", choices=("seed", "default", "gated"), default="seed",
+                   help="seed: 7x7 PixelCNN, 64 ch; default: the default preset's model of train_mnist.py; "
+                        "gated: the Gated PixelCNN, 32 ch, dilations 1,2,1,4,1,2,1")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--reps", type=int, default=7, help="timed steps per side (after 2 warm-up steps)")
     p.add_argument("--threads", type=int, default=2)
@@ -41,7 +43,14 @@ def parse():
 
 def bench_config(name):
     from pixelcnn_np.models import make_config
-    return make_config("pixelcnn") if name == "seed" else make_config("gated")
+    if name == "seed":
+        return make_config("pixelcnn")
+    if name == "gated":
+        return make_config("gated")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    from train_mnist import PRESETS
+    preset = PRESETS["default"]
+    return make_config(preset["model"], **preset["arch"])
 
 
 def batch(n, seed=0):
@@ -75,14 +84,16 @@ def ours_step(s):
 
 
 def ours_layer_breakdown(config, images, reps=3):
-    """Median forward/backward seconds of each layer of the seed net (ours)."""
+    """Median forward/backward seconds of each layer of a plain or dilated stack (ours)."""
     from pixelcnn_np.activations import relu_forward
     from pixelcnn_np.conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
     from pixelcnn_np.models import get_model, model_input
+    from pixelcnn_np.pixelcnn import layers
     params = get_model(config).init_params(config, np.random.default_rng(0))
+    dilation = {f"conv{l}": d for l, (_, _, d) in enumerate(layers(config))}
     h = model_input(images, config)
     rows = []
-    names = [f"conv{i}" for i in range(config["n_layers"] + 1)] + ["out"]
+    names = list(dilation) + ["out"]
     for name in names:
         w, b = params[f"{name}.w"], params[f"{name}.b"]
         if name == "out":
@@ -90,7 +101,7 @@ def ours_layer_breakdown(config, images, reps=3):
             bwd = lambda y, c: conv2d_backward(np.ones_like(y), c)
         else:
             mt = "A" if name == "conv0" else "B"
-            fwd = lambda: masked_conv2d_forward(h, w, b, mt)
+            fwd = lambda: masked_conv2d_forward(h, w, b, mt, dilation[name])
             bwd = lambda y, c: masked_conv2d_backward(np.ones_like(y), c, need_dx=(name != "conv0"))
         tf, tb = [], []
         for _ in range(reps + 1):
@@ -221,7 +232,7 @@ def main():
     if theirs:
         print(f"  PyTorch median {np.median(t_torch):.3f} s/step  (min {min(t_torch):.3f}), torch {torch.__version__}")
         print(f"  ratio ours/PyTorch = {np.median(t_ours) / np.median(t_torch):.3f}")
-    if args.model == "seed":
+    if config["model"] in ("pixelcnn", "dilated"):
         print("per-layer breakdown (ours, median seconds):")
         print(f"  {'layer':8s} {'forward':>8s} {'backward':>9s}")
         for name, f, b in ours_layer_breakdown(config, images):

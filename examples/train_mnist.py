@@ -45,9 +45,13 @@ RUN_KEYS = ("batch_size", "seed", "binarize", "schedule")
 
 
 PRESETS = {
-    # The default: a Gated PixelCNN (no blind spot) trained against the clock, with the
-    # learning rate decayed to zero by a cosine over the wall-clock budget.
-    "default": {"model": "gated", "arch": {"hidden": 32, "dilations": [1, 2, 1, 4, 1, 2, 1], "kernel_size": 3},
+    # The default: the member of the family that learned fastest per second on two cores
+    # (README: 0.0776 nats/pixel in 15 minutes against the Gated PixelCNN's 0.0799): the
+    # plain stack with dilated 3x3 mask-B layers (dilated.py), trained against the clock with
+    # the learning rate decayed to zero by a cosine over the wall-clock budget. It keeps the
+    # plain stack's blind spot; `--model gated` is the model without one.
+    "default": {"model": "dilated", "arch": {"hidden": 64, "first_kernel_size": 7, "kernel_size": 3,
+                                             "dilations": [1, 2, 4, 8, 1, 2]},
                 "lr": 3e-3, "batch_size": 64, "minutes": 15.0, "epochs": None, "schedule": "cosine"},
     # The seed recipe of the design documents, exactly: 7x7 A + 6 x 7x7 B, 64 channels,
     # Adam 1e-3, batch 64, 10 epochs, constant learning rate.
