@@ -1,6 +1,6 @@
 """Train a PixelCNN on MNIST with pixelcnn_np, on the CPU.
 
-    python examples/train_mnist.py                        # Gated PixelCNN, 15 minutes
+    python examples/train_mnist.py                        # dilated PixelCNN, 15 minutes
     python examples/train_mnist.py --preset seed          # the seed PixelCNN recipe, 10 epochs
     python examples/train_mnist.py --epochs 1             # the default model, one epoch
     python examples/train_mnist.py --max-steps 50 --eval-limit 500   # a quick look
@@ -73,11 +73,11 @@ def dilation_list(text):
 def build_parser():
     p = OneLineParser(
         description="Train a hand-written NumPy PixelCNN on MNIST (CPU). Without flags: the default "
-                    "preset, a Gated PixelCNN trained for 15 minutes.",
+                    "preset, a dilated PixelCNN trained for 15 minutes.",
         epilog="Flags left unset take their value from --preset (shown in braces).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="default: gated, 3x3, 32 ch, dilations 1,2,1,4,1,2,1, Adam 3e-3 cosine over 15 min; "
+                   help="default: dilated, 7x7 A then 3x3 B, 64 ch, dilations 1,2,4,8,1,2, Adam 3e-3 cosine over 15 min; "
                         "seed: the seed PixelCNN recipe (7x7, 64 ch, 6 B layers, Adam 1e-3, 10 epochs)")
     g = p.add_argument_group("training")
     g.add_argument("--minutes", type=positive_float, default=None,
@@ -96,17 +96,17 @@ def build_parser():
     g.add_argument("--model", choices=sorted(MODELS), default=None,
                    help="pixelcnn (plain, blind spot), gated (two stacks, no blind spot), residual (residual "
                         "blocks), dilated (plain with dilated convs), attention (masked convs with causal "
-                        "self-attention blocks) {default: gated, seed: pixelcnn}")
+                        "self-attention blocks) {default: dilated, seed: pixelcnn}")
     g.add_argument("--conditional", action="store_true",
                    help="class-conditional: learn p(image | digit label), a learned per-channel bias per label "
                         "in every layer (pixelcnn, gated, dilated); sample a digit with sample.py --digits")
     g.add_argument("--pixels", choices=("binary", "8bit"), default="binary",
                    help="binary: sigmoid head on binarized MNIST (default); 8bit: 256-way softmax on raw pixels")
-    g.add_argument("--hidden", type=positive_int, default=None, help="channels of every hidden layer {default: 32, seed: 64}")
+    g.add_argument("--hidden", type=positive_int, default=None, help="channels of every hidden layer {default: 64, seed: 64}")
     g.add_argument("--layers", type=non_negative_int, default=None,
                    help="pixelcnn, attention: mask-B layers after the mask-A layer {seed: 6}; residual: residual blocks")
     g.add_argument("--dilations", type=dilation_list, default=None,
-                   help="gated, dilated: one layer per comma-separated dilation {default: 1,2,1,4,1,2,1}")
+                   help="gated, dilated: one layer per comma-separated dilation {default: 1,2,4,8,1,2}")
     g.add_argument("--kernel-size", type=odd_int, default=None, help="kernel size of the masked layers {default: 3, seed: 7}")
     g.add_argument("--attention-every", type=non_negative_int, default=None,
                    help="attention: a self-attention block after every N-th mask-B layer (0: none) {4}")
