@@ -298,9 +298,17 @@ def main(argv=None):
                 "elapsed": elapsed()}
         ckpt.save_checkpoint(ckpt_path, state["params"], config, state["opt"], meta)
 
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # Ctrl-C / SIGTERM only raise a flag, read after each step: an exception thrown into the
+    # middle of a step can land inside Numba's machinery (loading a cached kernel, say), which
+    # turns it into a SystemError instead of a clean stop. A second signal stops at once
+    # (the last finished step is saved either way: `state` only ever holds whole steps).
+    signals = []
+
+    def on_signal(signum, frame):
+        signals.append(signum)
+        if len(signals) > 1:
+            raise KeyboardInterrupt
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     out.mkdir(parents=True, exist_ok=True)
     bar = None
@@ -330,6 +338,8 @@ def main(argv=None):
                 atomic_write_text(out / "metrics.json", json.dumps(metrics_doc(config, run, history), indent=1))
             elif s.step % args.save_every == 0 or stop:
                 save()
+            if signals:
+                raise KeyboardInterrupt
             if stop:
                 break
     except KeyboardInterrupt:
@@ -344,6 +354,9 @@ def main(argv=None):
         print(f"error: {e}. Stopped; the last good checkpoint is {ckpt_path}. "
               f"Try a smaller --lr.", file=sys.stderr)
         return 1
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     if bar is not None:
         bar.close()
 
