@@ -262,6 +262,19 @@ def main(argv=None):
     n_params = sum(p.size for p in params.values())
     per_epoch = -(-len(train_images) // args.batch_size)
     budget = f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs"
+    # Ctrl-C / SIGTERM only raise a flag, read after each step: an exception thrown into the
+    # middle of a step can land inside Numba's machinery (loading a cached kernel, say), which
+    # turns it into a SystemError instead of a clean stop. A second signal stops at once
+    # (the last finished step is saved either way: `state` only ever holds whole steps).
+    # From here on (the line below tells the user training has begun), an interrupt always
+    # leaves a checkpoint: one that comes before the first step stops after that step.
+    signals = []
+
+    def on_signal(signum, frame):
+        signals.append(signum)
+        if len(signals) > 1:
+            raise KeyboardInterrupt
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"model {config['model']} ({n_params:,} parameters), {budget}, batch {args.batch_size}, "
           f"lr {args.lr:g} ({args.schedule}); {len(train_images)} training images; writing to {out}")
 
@@ -298,17 +311,6 @@ def main(argv=None):
                 "elapsed": elapsed()}
         ckpt.save_checkpoint(ckpt_path, state["params"], config, state["opt"], meta)
 
-    # Ctrl-C / SIGTERM only raise a flag, read after each step: an exception thrown into the
-    # middle of a step can land inside Numba's machinery (loading a cached kernel, say), which
-    # turns it into a SystemError instead of a clean stop. A second signal stops at once
-    # (the last finished step is saved either way: `state` only ever holds whole steps).
-    signals = []
-
-    def on_signal(signum, frame):
-        signals.append(signum)
-        if len(signals) > 1:
-            raise KeyboardInterrupt
-    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     out.mkdir(parents=True, exist_ok=True)
     bar = None
