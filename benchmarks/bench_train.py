@@ -135,13 +135,24 @@ def torch_setup(config, images):
 
 
 def profile_breakdown(s, top=10):
-    """Own time of the most expensive functions in one profiled training step."""
+    """Own time of the most expensive functions in one profiled training step, run on one
+    thread (cProfile sees only the calling thread; with the engine's worker threads it
+    would report their work as time spent waiting on a lock)."""
     import cProfile
     import pstats
-    prof = cProfile.Profile()
-    prof.enable()
-    ours_step(s)
-    prof.disable()
+    from pixelcnn_np.threads import THREADS_ENV
+    before = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = "1"
+    try:
+        prof = cProfile.Profile()
+        prof.enable()
+        ours_step(s)
+        prof.disable()
+    finally:
+        if before is None:
+            del os.environ[THREADS_ENV]
+        else:
+            os.environ[THREADS_ENV] = before
     stats = pstats.Stats(prof).stats
     rows = [(f"{func} ({os.path.basename(file)})", tt) for (file, line, func), (cc, nc, tt, ct, callers) in stats.items()]
     return sorted(rows, key=lambda r: -r[1])[:top]
@@ -197,6 +208,9 @@ def measure_rss(side, args):
 
 def main():
     args = parse()
+    # Our engine's threads (threads.py) follow BLAS's thread count: give BLAS --threads.
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(args.threads, user_api="blas")
     if args.rss_child:
         return rss_child(args.rss_child, args)
     try:
@@ -237,7 +251,7 @@ def main():
         print(f"  {'layer':8s} {'forward':>8s} {'backward':>9s}")
         for name, f, b in ours_layer_breakdown(config, images):
             print(f"  {name:8s} {f:8.4f} {b:9.4f}")
-    print("where one step of ours spends its time (cProfile, own time per function, seconds):")
+    print("where one step of ours spends its time (cProfile of a step on one thread, own time per function, seconds):")
     for name, seconds in profile_breakdown(ours):
         print(f"  {seconds:7.3f}  {name}")
     if not args.no_rss:

@@ -32,34 +32,40 @@ Two implementations live here:
   (`_gather_taps_kernel`); the product is BLAS. Backward re-gathers the columns
   instead of keeping them from the forward pass (recomputing is cheap; holding every
   layer's buffer for a batch of 64 would cost ~300 MB per layer), and computes dx as
-  the flipped correlation above through the very same gather + GEMM.
+  the flipped correlation above through the very same gather + GEMM. The chunks are
+  shared out among the cores, whole chunks per thread (`threads.py`).
 
 The public pair `masked_conv2d_forward` / `masked_conv2d_backward` is the engine with
 the causal mask of `masks.py`.
 """
 
+import threading
+
 import numpy as np
 from numba import njit
 
 from .masks import causal_mask, kept_taps
+from .threads import run_in_threads
 from .validation import check_float_array, check_positive_int, check_same_dtype
 
 # Column-buffer budget per chunk, in elements (256K float32 = 1 MB: the gathered columns
 # are still in cache when the GEMM reads them; measured 15% faster per step than 16 MB).
 _CHUNK_ELEMENTS = 1 << 18
 
-# One reusable column buffer per dtype. A fresh 16 MB array per chunk would be
-# page-faulted in by the gather on every call, which costs as much as the gather.
-_WORKSPACE = {}
+# One reusable column buffer per dtype and thread (threads.py runs chunks on several
+# threads). A fresh 16 MB array per chunk would be page-faulted in by the gather on
+# every call, which costs as much as the gather.
+_WORKSPACE = threading.local()
 
 
 def _columns(rows, nb, hw, dtype):
-    """A (rows, nb, hw) C-contiguous view of the reusable column buffer."""
+    """A (rows, nb, hw) C-contiguous view of this thread's reusable column buffer."""
     size = rows * nb * hw
-    buf = _WORKSPACE.get(np.dtype(dtype))
+    buffers = _WORKSPACE.__dict__
+    buf = buffers.get(np.dtype(dtype))
     if buf is None or buf.size < size:
         buf = np.empty(max(size, _CHUNK_ELEMENTS), dtype=dtype)
-        _WORKSPACE[np.dtype(dtype)] = buf
+        buffers[np.dtype(dtype)] = buf
     return buf[:size].reshape(rows, nb, hw)
 
 
@@ -116,16 +122,17 @@ def conv2d_backward_reference(dy, x, w, mask=None, dilation=1):
 # Engine: gather the kept taps (Numba), multiply (BLAS)
 # ----------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gather_taps_kernel(x, off_y, off_x, cols):
     """cols[c * T + t, n, i * W + j] = x[n, c, i + off_y[t], j + off_x[t]], or 0 where
     that position falls outside the image (the 'same' zero padding, without a padded copy).
 
     x (nb, C, H, W); off_y, off_x (T,) tap offsets from the output pixel, already
     multiplied by the dilation (d (ky - rh), d (kx - rw)); cols (C*T, nb, H*W) written in full.
-    Deliberately serial: it is bound by memory bandwidth (a parallel version measured no
-    faster), and Numba's OpenMP workers spinning beside OpenBLAS's threads slowed the
-    GEMM that follows by up to 2.7x.
+    Serial on purpose: a `prange` version measured no faster, and Numba's OpenMP workers
+    spinning beside OpenBLAS's threads slowed the GEMM that follows by up to 2.7x. The
+    parallelism is one level up: threads.py gives each thread whole chunks (gather +
+    GEMM), and `nogil=True` lets those threads run this kernel at the same time.
     """
     nb, C, H, W = x.shape
     T = off_y.shape[0]
@@ -183,12 +190,15 @@ def _correlate(x, wk, taps, dilation, KH, KW):
     off_y, off_x = _tap_offsets(taps, dilation, KH, KW)
     nb = _chunk_size(CT, HW)
     y = np.empty((N, O, HW), dtype=x.dtype)
-    for n0 in range(0, N, nb):
-        n1 = min(N, n0 + nb)
-        cols = _columns(CT, n1 - n0, HW, x.dtype)
-        _gather_taps_kernel(x[n0:n1], off_y, off_x, cols)
-        out = wk @ cols.reshape(CT, -1)                            # (O, nb*HW)
-        y[n0:n1] = out.reshape(O, n1 - n0, HW).transpose(1, 0, 2)
+
+    def chunks(starts):                                          # one thread's chunks: its own rows of y
+        for n0 in starts:
+            n1 = min(N, n0 + nb)
+            cols = _columns(CT, n1 - n0, HW, x.dtype)
+            _gather_taps_kernel(x[n0:n1], off_y, off_x, cols)
+            out = wk @ cols.reshape(CT, -1)                        # (O, nb*HW)
+            y[n0:n1] = out.reshape(O, n1 - n0, HW).transpose(1, 0, 2)
+    run_in_threads(chunks, range(0, N, nb))
     return y
 
 
@@ -204,14 +214,17 @@ def _weight_grad(x, dy, taps, dilation, KH, KW):
         return np.matmul(dy.reshape(N, O, HW), x.reshape(N, C, HW).transpose(0, 2, 1)).sum(axis=0)
     off_y, off_x = _tap_offsets(taps, dilation, KH, KW)
     nb = _chunk_size(C * T, HW)
-    dwk = np.zeros((O, C * T), dtype=x.dtype)
-    for n0 in range(0, N, nb):
-        n1 = min(N, n0 + nb)
-        cols = _columns(C * T, n1 - n0, HW, x.dtype)
-        _gather_taps_kernel(x[n0:n1], off_y, off_x, cols)
-        dyc = dy[n0:n1].reshape(n1 - n0, O, HW).transpose(1, 0, 2).reshape(O, -1)  # (O, nb*HW)
-        dwk += dyc @ cols.reshape(C * T, -1).T
-    return dwk
+
+    def partial_sum(starts):                                     # one thread's share of the sum over images
+        dwk = np.zeros((O, C * T), dtype=x.dtype)
+        for n0 in starts:
+            n1 = min(N, n0 + nb)
+            cols = _columns(C * T, n1 - n0, HW, x.dtype)
+            _gather_taps_kernel(x[n0:n1], off_y, off_x, cols)
+            dyc = dy[n0:n1].reshape(n1 - n0, O, HW).transpose(1, 0, 2).reshape(O, -1)  # (O, nb*HW)
+            dwk += dyc @ cols.reshape(C * T, -1).T
+        return dwk
+    return sum(run_in_threads(partial_sum, range(0, N, nb)))     # partial sums added in a fixed order
 
 
 def _check_conv_args(x, w, b, mask, dilation):

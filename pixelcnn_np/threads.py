@@ -1,0 +1,87 @@
+"""Both cores for the convolution engine: whole image chunks per thread.
+
+A masked convolution (conv.py) is a loop over chunks of images: gather the kept taps of
+a chunk (Numba), then one matrix product (BLAS). OpenBLAS parallelises each product by
+itself, but these products are small (64 x 320 @ 320 x 784 for a 3x3 layer of 64
+channels) and the gather between them is serial, so a second BLAS thread bought little.
+Instead each thread takes whole chunks: thread k gathers and multiplies its own share of
+the chunks with a *one-thread* BLAS, writing its own rows of the output (no locks, no
+shared cells). Measured on a 2-core AMD EPYC, 64 images, 64 channels, forward pass of a
+7x7 mask-B layer: 96 ms with one thread, 88 ms with two BLAS threads, 52 ms with two
+chunk threads.
+
+The gather kernel releases the GIL (`nogil=True`) and so does NumPy inside a BLAS call,
+so Python threads run them truly in parallel. With NUMBA_DISABLE_JIT=1 the gather is
+plain Python again and holds the GIL: still correct, only serial.
+
+How many threads: PIXELCNN_NP_THREADS if set, else as many as OpenBLAS was allowed
+(OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, or the cores it found), so a user who limits
+BLAS limits us too. One thread runs everything in the calling thread, exactly as before.
+"""
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+THREADS_ENV = "PIXELCNN_NP_THREADS"
+
+_blas = None          # threadpoolctl's handle on the loaded BLAS libraries (found on first use)
+_pool = None          # the worker threads, created on first use
+_lock = threading.Lock()
+
+
+def _blas_controller():
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController().select(user_api="blas")
+    return _blas
+
+
+def n_threads():
+    """Threads the convolution engine uses (see the module docstring)."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+        return n
+    counts = [lib["num_threads"] for lib in _blas_controller().info()]
+    return max(1, min(counts)) if counts else 1
+
+
+def _get_pool(n):
+    global _pool
+    with _lock:
+        if _pool is None or _pool._max_workers != n:
+            if _pool is not None:
+                _pool.shutdown(wait=True)
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="pixelcnn_np")
+        return _pool
+
+
+def split(items, parts):
+    """items cut into at most `parts` consecutive, non-empty groups of near-equal size."""
+    return [list(g) for g in np.array_split(np.asarray(items), min(parts, len(items))) if len(g)]
+
+
+def run_in_threads(work, items):
+    """[work(group) for group in split(items, n_threads())], one group per thread.
+
+    `work` gets a list of items and must write only memory that belongs to them (or
+    return its result, e.g. a partial sum). BLAS runs one thread per call while the
+    groups run, and gets its own count back after. The groups and their order depend only
+    on the thread count, so results are deterministic for a given count.
+    """
+    in_worker = threading.current_thread().name.startswith("pixelcnn_np")
+    n = 1 if in_worker else n_threads()                      # never nest the pool (it could deadlock)
+    groups = split(items, n)
+    if len(groups) <= 1:
+        return [work(g) for g in groups]                     # one thread: here, as a plain loop
+    with _blas_controller().limit(limits=1):
+        return list(_get_pool(n).map(work, groups))
