@@ -99,7 +99,7 @@ def build_parser():
                         "self-attention blocks) {default: dilated, seed: pixelcnn}")
     g.add_argument("--conditional", action="store_true",
                    help="class-conditional: learn p(image | digit label), a learned per-channel bias per label "
-                        "in every layer (pixelcnn, gated, dilated); sample a digit with sample.py --digits")
+                        "in every layer (every model); sample a digit with sample.py --digits")
     g.add_argument("--pixels", choices=("binary", "8bit"), default="binary",
                    help="binary: sigmoid head on binarized MNIST (default); 8bit: 256-way softmax on raw pixels")
     g.add_argument("--hidden", type=positive_int, default=None, help="channels of every hidden layer {default: 64, seed: 64}")

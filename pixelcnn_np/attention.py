@@ -109,7 +109,9 @@ exponentials per computed score, about 21 M scores per step.
 Parameters, one flat dict: "conv0.w" (h, 1, F, F), "conv{l}.w" (h, h, K, K), their ".b";
 per attention block after layer l: "attn{l}.pos" (h, H, W), "attn{l}.q.w", ".k.w",
 ".v.w" (d, h), "attn{l}.o.w" (h, d), and the biases "attn{l}.q.b", ".v.b" (d,) and
-"attn{l}.o.b" (h,); "out.w" (c_out, h, 1, 1), "out.b" (c_out,).
+"attn{l}.o.b" (h,); "out.w" (c_out, h, 1, 1), "out.b" (c_out,). A class-conditional
+config (n_classes = K > 0) adds "conv{l}.cond" (h, K) for every conv: the label's bias
+before each ReLU (conditioning.py), so every feature the attention blocks read carries it.
 
 The backward pass sums the gradients that meet where h feeds both the skip and the
 attention block (d h = d h' + dX of the block), as in residual.py.
@@ -120,7 +122,7 @@ import math
 import numpy as np
 
 from .activations import relu_backward, relu_forward, softmax
-from .conditioning import check_labels
+from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
 from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
 from .pixelcnn import out_channels
 from .validation import check_float_array, check_input
@@ -137,6 +139,8 @@ DEFAULTS = {
     "height": 28,
     "width": 28,
 }
+
+CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditioning.py)
 
 QUERY_TILE = 56          # queries per tile (two image rows at W = 28), see query_tiles
 IMAGE_GROUP = 8          # images per tile product: a (8, 56, 784) float32 tile is 1.4 MB, in L2
@@ -346,9 +350,11 @@ def param_shapes(config):
     h, K, F, d = config["hidden"], config["kernel_size"], config["first_kernel_size"], config["key_channels"]
     H, W = config["height"], config["width"]
     blocks = attention_layers(config)
-    shapes = {"conv0.w": (h, 1, F, F), "conv0.b": (h,)}
-    for l in range(1, config["n_layers"] + 1):
-        shapes[f"conv{l}.w"], shapes[f"conv{l}.b"] = (h, h, K, K), (h,)
+    shapes = {}
+    for l in range(config["n_layers"] + 1):
+        shapes[f"conv{l}.w"], shapes[f"conv{l}.b"] = ((h, 1, F, F) if l == 0 else (h, h, K, K)), (h,)
+        if n_classes(config):
+            shapes[f"conv{l}.cond"] = (h, n_classes(config))            # class-conditional: bias per label
         if l in blocks:
             a = f"attn{l}."
             shapes[a + "pos"] = (h, H, W)
@@ -372,7 +378,7 @@ def init_params(config, rng, dtype=np.float32):
     B = max(1, len(attention_layers(config)))
     params = {}
     for name, shape in param_shapes(config).items():
-        if name.endswith(".b"):
+        if name.endswith((".b", ".cond")):
             w = np.zeros(shape)
         elif name.endswith(".pos"):
             w = rng.standard_normal(shape)
@@ -391,21 +397,27 @@ def init_params(config, rng, dtype=np.float32):
 
 def forward(params, x, config, labels=None):
     """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`.
-    (This model has no class-conditional version: `labels` must stay None.)"""
+    labels (N,) ints: the class of each image, for a class-conditional config only (it
+    adds the learned bias conv{l}.cond[:, y] before every ReLU, as pixelcnn.py does; the
+    attention blocks read features that already carry it)."""
     check_input(x, config)
-    check_labels(labels, len(x), config)
+    labels = check_labels(labels, len(x), config)
     blocks = attention_layers(config)
-    h, c_conv = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")         # (N, h, H, W)
-    h, c_relu = relu_forward(h)
-    caches = [(c_conv, c_relu, None)]
-    for l in range(1, config["n_layers"] + 1):
-        h, c_conv = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], "B")  # (N, h, H, W)
+    caches = []
+    h = x
+    for l in range(config["n_layers"] + 1):                     # conv0 is mask A, the rest B
+        h, c_conv = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"],
+                                          "A" if l == 0 else "B")                          # (N, h, H, W)
+        c_cond = None
+        if labels is not None:
+            bias, c_cond = label_bias_forward(labels, params[f"conv{l}.cond"])            # (N, h, 1, 1)
+            h += bias
         h, c_relu = relu_forward(h)
         c_attn = None
         if l in blocks:
             y, c_attn = causal_attention_forward(h, block_params(params, l))                # (N, h, H, W)
             h = h + y                                                                       # residual
-        caches.append((c_conv, c_relu, c_attn))
+        caches.append((c_conv, c_cond, c_relu, c_attn))
     logits, c_out = conv2d_forward(h, params["out.w"], params["out.b"])                     # (N, c_out, H, W)
     return logits, (caches, c_out)
 
@@ -417,13 +429,15 @@ def backward(dlogits, cache, need_dx=False):
     grads = {}
     dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)                    # (N, h, H, W)
     for l in range(len(caches) - 1, -1, -1):
-        c_conv, c_relu, c_attn = caches[l]
+        c_conv, c_cond, c_relu, c_attn = caches[l]
         if c_attn is not None:
             dx_attn, g = causal_attention_backward(dh, c_attn)
             dh = dh + dx_attn                       # h fed the skip and the block: summed
             for part, grad in g.items():
                 grads[f"attn{l}.{part}"] = grad
         dh = relu_backward(dh, c_relu)
+        if c_cond is not None:
+            grads[f"conv{l}.cond"] = label_bias_backward(dh, c_cond)
         dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = masked_conv2d_backward(
             dh, c_conv, need_dx=(l > 0 or need_dx))
     if need_dx:
@@ -442,11 +456,12 @@ def backward(dlogits, cache, need_dx=False):
 def sampler_init(params, config, n, dtype, labels=None):
     """Cached state for `sampling.sample_cached`: every layer's output map (after its
     ReLU and its attention block), channels-last (n, H, W, h); every block's keys and
-    values (n, D, d); each masked conv's `row_conv_plan`."""
+    values (n, D, d); each masked conv's `row_conv_plan`; (conditional models) each
+    layer's label bias (n, h)."""
     from .conv import row_conv_plan
     from .masks import causal_mask
 
-    check_labels(labels, n, config)
+    labels = check_labels(labels, n, config)
     H, W, h, d = config["height"], config["width"], config["hidden"], config["key_channels"]
     plans = [row_conv_plan(params[f"conv{l}.w"], params[f"conv{l}.b"], causal_mask(
         params[f"conv{l}.w"].shape[2], "A" if l == 0 else "B"), 1) for l in range(config["n_layers"] + 1)]
@@ -454,6 +469,7 @@ def sampler_init(params, config, n, dtype, labels=None):
     return {"maps": [np.zeros((n, H, W, h), dtype=dtype) for _ in plans], "plans": plans,
             "keys": {l: np.zeros((n, H * W, d), dtype=dtype) for l in blocks},
             "values": {l: np.zeros((n, H * W, d), dtype=dtype) for l in blocks},
+            "cond": [params[f"conv{l}.cond"][:, labels].T if labels is not None else 0 for l in range(len(plans))],
             "out_w": np.ascontiguousarray(params["out.w"][:, :, 0, 0].T)}                 # (h, c_out)
 
 
@@ -479,8 +495,8 @@ def sampler_logits(params, state, x, i, j, config):
 
     n, _, H, W = x.shape
     h_in = x.reshape(n, H, W, 1)
-    for l, (plan, h_map) in enumerate(zip(state["plans"], state["maps"])):
-        h = np.maximum(conv2d_row_nhwc(h_in, plan, i, j, j + 1)[:, 0], 0)            # (n, h) conv, ReLU
+    for l, (plan, h_map, cond) in enumerate(zip(state["plans"], state["maps"], state["cond"])):
+        h = np.maximum(conv2d_row_nhwc(h_in, plan, i, j, j + 1)[:, 0] + cond, 0)     # (n, h) conv, label, ReLU
         if l in state["keys"]:
             h = h + attend_one_position(block_params(params, l), state["keys"][l], state["values"][l],
                                         h, i, j, W)

@@ -24,6 +24,11 @@ Defaults: F = 7, K = 3, h = 32, B = 6. Parameters, one flat dict: "conv0.w" (2h,
 "block{b}.reduce.w" (h, 2h, 1, 1), "block{b}.conv.w" (h, h, K, K), "block{b}.expand.w"
 (2h, h, 1, 1), "out.w" (c_out, 2h, 1, 1), each with its bias ".b".
 
+Class-conditional (config n_classes = K > 0, see conditioning.py): the label's learned
+bias is added inside every block, before the two ReLUs that follow reduce_b and conv_b:
+"block{b}.reduce.cond" and "block{b}.conv.cond", (h, K) each. The stream r itself gets
+none: a bias there would be carried, and summed, through every later block.
+
 Backward through a block: r_{b-1} feeds both the skip and the branch, so
 
     d r_{b-1} = d r_b  +  (d branch / d r_{b-1})^T d r_b
@@ -34,10 +39,12 @@ the identity path's gradient and the branch's, summed.
 import numpy as np
 
 from .activations import relu_backward, relu_forward
-from .conditioning import check_labels
+from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
 from .pixelcnn import out_channels
 from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
+
+CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditioning.py)
 
 DEFAULTS = {
     "model": "residual",
@@ -57,7 +64,11 @@ def param_shapes(config):
     shapes = {"conv0.w": (2 * h, 1, F, F), "conv0.b": (2 * h,)}
     for b in range(1, config["n_blocks"] + 1):
         shapes[f"block{b}.reduce.w"], shapes[f"block{b}.reduce.b"] = (h, 2 * h, 1, 1), (h,)
+        if n_classes(config):
+            shapes[f"block{b}.reduce.cond"] = (h, n_classes(config))     # class-conditional: bias per label
         shapes[f"block{b}.conv.w"], shapes[f"block{b}.conv.b"] = (h, h, K, K), (h,)
+        if n_classes(config):
+            shapes[f"block{b}.conv.cond"] = (h, n_classes(config))
         shapes[f"block{b}.expand.w"], shapes[f"block{b}.expand.b"] = (2 * h, h, 1, 1), (2 * h,)
     shapes["out.w"] = (out_channels(config), 2 * h, 1, 1)
     shapes["out.b"] = (out_channels(config),)
@@ -77,7 +88,7 @@ def init_params(config, rng, dtype=np.float32):
 
     params = {}
     for name, shape in param_shapes(config).items():
-        if name.endswith(".b"):
+        if name.endswith((".b", ".cond")):
             params[name] = np.zeros(shape, dtype=dtype)
             continue
         O, C, K, _ = shape
@@ -100,21 +111,33 @@ def init_params(config, rng, dtype=np.float32):
 
 def forward(params, x, config, labels=None):
     """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`.
-    (This model has no class-conditional version: `labels` must stay None.)"""
+    labels (N,) ints: the class of each image, for a class-conditional config only (it
+    adds the learned biases block{b}.reduce.cond[:, y] and block{b}.conv.cond[:, y]
+    before the ReLUs inside every block; see conditioning.py)."""
     check_input(x, config)
-    check_labels(labels, len(x), config)
+    labels = check_labels(labels, len(x), config)
+
+    def label_bias(a, name):                                    # a + V[:, y], in place; the cache or None
+        if labels is None:
+            return None
+        bias, c = label_bias_forward(labels, params[name])                              # (N, h, 1, 1)
+        a += bias
+        return c
+
     r, c0 = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")         # (N, 2h, H, W)
     blocks = []
     for b in range(1, config["n_blocks"] + 1):
         p = f"block{b}."
         a, c_relu1 = relu_forward(r)                                                     # (N, 2h, H, W)
         a, c_reduce = conv2d_forward(a, params[p + "reduce.w"], params[p + "reduce.b"])  # (N, h, H, W)
+        c_cond2 = label_bias(a, p + "reduce.cond")
         a, c_relu2 = relu_forward(a)
         a, c_conv = masked_conv2d_forward(a, params[p + "conv.w"], params[p + "conv.b"], "B")  # (N, h, H, W)
+        c_cond3 = label_bias(a, p + "conv.cond")
         a, c_relu3 = relu_forward(a)
         a, c_expand = conv2d_forward(a, params[p + "expand.w"], params[p + "expand.b"])  # (N, 2h, H, W)
         r = r + a                                                                        # the skip
-        blocks.append((c_relu1, c_reduce, c_relu2, c_conv, c_relu3, c_expand))
+        blocks.append((c_relu1, c_reduce, c_cond2, c_relu2, c_conv, c_cond3, c_relu3, c_expand))
     e, c_relu_out = relu_forward(r)                                                      # (N, 2h, H, W)
     logits, c_out = conv2d_forward(e, params["out.w"], params["out.b"])                  # (N, c_out, H, W)
     return logits, (c0, blocks, c_relu_out, c_out)
@@ -129,12 +152,16 @@ def backward(dlogits, cache, need_dx=False):
     de, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)                # (N, 2h, H, W)
     dr = relu_backward(de, c_relu_out)                                                   # d r_B
     for b in range(len(blocks), 0, -1):
-        c_relu1, c_reduce, c_relu2, c_conv, c_relu3, c_expand = blocks[b - 1]
+        c_relu1, c_reduce, c_cond2, c_relu2, c_conv, c_cond3, c_relu3, c_expand = blocks[b - 1]
         p = f"block{b}."
         da, grads[p + "expand.w"], grads[p + "expand.b"] = conv2d_backward(dr, c_expand)  # (N, h, H, W)
         da = relu_backward(da, c_relu3)
+        if c_cond3 is not None:
+            grads[p + "conv.cond"] = label_bias_backward(da, c_cond3)
         da, grads[p + "conv.w"], grads[p + "conv.b"] = masked_conv2d_backward(da, c_conv)  # (N, h, H, W)
         da = relu_backward(da, c_relu2)
+        if c_cond2 is not None:
+            grads[p + "reduce.cond"] = label_bias_backward(da, c_cond2)
         da, grads[p + "reduce.w"], grads[p + "reduce.b"] = conv2d_backward(da, c_reduce)  # (N, 2h, H, W)
         da = relu_backward(da, c_relu1)
         # r_{b-1} fed both the skip (gradient dr, unchanged) and the branch (gradient da):
@@ -155,8 +182,9 @@ def backward(dlogits, cache, need_dx=False):
 
 def sampler_init(params, config, n, dtype, labels=None):
     """Cached maps for `sampling.sample_cached`, channels-last: each block's masked-conv
-    input (n, H, W, h), and the precomputed `row_conv_plan` of every masked conv."""
-    check_labels(labels, n, config)
+    input (n, H, W, h), the precomputed `row_conv_plan` of every masked conv, and
+    (conditional models) each block's two label biases (n, h)."""
+    labels = check_labels(labels, n, config)
     from .conv import row_conv_plan
     from .masks import causal_mask
 
@@ -167,6 +195,8 @@ def sampler_init(params, config, n, dtype, labels=None):
         "first": row_conv_plan(params["conv0.w"], params["conv0.b"], causal_mask(config["first_kernel_size"], "A"), 1),
         "convs": [row_conv_plan(params[f"block{b}.conv.w"], params[f"block{b}.conv.b"], maskB, 1)
                   for b in range(1, config["n_blocks"] + 1)],
+        "cond": [{part: params[f"block{b}.{part}.cond"][:, labels].T if labels is not None else 0
+                  for part in ("reduce", "conv")} for b in range(1, config["n_blocks"] + 1)],
     }
 
 
@@ -186,10 +216,10 @@ def sampler_logits(params, state, x, i, j, config):
         return a @ params[name + ".w"][:, :, 0, 0].T + params[name + ".b"]
 
     r = conv2d_row_nhwc(x.reshape(n, H, W, 1), state["first"], i, j, j + 1)[:, 0]        # (n, 2h)
-    for b, (h_map, plan) in enumerate(zip(state["maps"], state["convs"]), start=1):
+    for b, (h_map, plan, cond) in enumerate(zip(state["maps"], state["convs"], state["cond"]), start=1):
         p = f"block{b}."
-        h_map[:, i, j, :] = np.maximum(conv1x1(np.maximum(r, 0), p + "reduce"), 0)      # (n, h)
-        a = conv2d_row_nhwc(h_map, plan, i, j, j + 1)[:, 0]                              # (n, h)
+        h_map[:, i, j, :] = np.maximum(conv1x1(np.maximum(r, 0), p + "reduce") + cond["reduce"], 0)  # (n, h)
+        a = conv2d_row_nhwc(h_map, plan, i, j, j + 1)[:, 0] + cond["conv"]                          # (n, h)
         r = r + conv1x1(np.maximum(a, 0), p + "expand")                                  # (n, 2h)
     return conv1x1(np.maximum(r, 0), "out")                                              # (n, c_out)
 

@@ -138,14 +138,23 @@ def _classes():
             self.out = nn.Conv2d(h, cout, 1)
 
     class ResidualBlock(nn.Module):
-        def __init__(self, h, K):
+        def __init__(self, h, K, n_classes=0):
             super().__init__()
             self.reduce = nn.Conv2d(2 * h, h, 1)
             self.conv = MaskedConv2d(h, h, causal_mask(K, "B"))
             self.expand = nn.Conv2d(h, 2 * h, 1)
+            if n_classes:
+                self.reduce_cond = nn.Linear(n_classes, h, bias=False)
+                self.conv_cond = nn.Linear(n_classes, h, bias=False)
 
-        def forward(self, r):
-            return r + self.expand(F.relu(self.conv(F.relu(self.reduce(F.relu(r))))))
+        def forward(self, r, y=None):
+            a = self.reduce(F.relu(r))
+            if y is not None:
+                a = a + self.reduce_cond(y)[:, :, None, None]
+            a = self.conv(F.relu(a))
+            if y is not None:
+                a = a + self.conv_cond(y)[:, :, None, None]
+            return r + self.expand(F.relu(a))
 
     class ResidualPixelCNN(nn.Module):
         def __init__(self, config):
@@ -153,14 +162,16 @@ def _classes():
             self.config = dict(config)
             h, K, F_ = config["hidden"], config["kernel_size"], config["first_kernel_size"]
             cout = 1 if config["pixels"] == "binary" else 256
+            self.n_classes = config.get("n_classes", 0)
             self.first = MaskedConv2d(1, 2 * h, causal_mask(F_, "A"))
-            self.blocks = nn.ModuleList([ResidualBlock(h, K) for _ in range(config["n_blocks"])])
+            self.blocks = nn.ModuleList([ResidualBlock(h, K, self.n_classes) for _ in range(config["n_blocks"])])
             self.out = nn.Conv2d(2 * h, cout, 1)
 
-        def forward(self, x):
+        def forward(self, x, labels=None):
+            y = one_hot(labels, self.n_classes, x)
             r = self.first(x)
             for block in self.blocks:
-                r = block(r)
+                r = block(r, y)
             return self.out(F.relu(r))
 
     class CausalSelfAttention(nn.Module):
@@ -195,11 +206,17 @@ def _classes():
                                        [MaskedConv2d(h, h, causal_mask(K, "B")) for _ in range(L)])
             self.attns = nn.ModuleDict({str(l): CausalSelfAttention(h, config["key_channels"], config["height"],
                                                                     config["width"]) for l in attention_layers(config)})
+            self.n_classes = config.get("n_classes", 0)
+            self.cond = label_biases(self.n_classes, h, len(self.convs))
             self.out = nn.Conv2d(h, cout, 1)
 
-        def forward(self, x):
+        def forward(self, x, labels=None):
+            y = one_hot(labels, self.n_classes, x)
             for l, conv in enumerate(self.convs):
-                x = F.relu(conv(x))
+                a = conv(x)
+                if y is not None:
+                    a = a + self.cond[l](y)[:, :, None, None]
+                x = F.relu(a)
                 if str(l) in self.attns:
                     x = x + self.attns[str(l)](x)
             return self.out(x)
@@ -224,6 +241,9 @@ def parameter_names(config):
             for part in ("reduce", "conv", "expand"):
                 m[f"block{b}.{part}.w"] = f"blocks.{b - 1}.{part}.weight"
                 m[f"block{b}.{part}.b"] = f"blocks.{b - 1}.{part}.bias"
+            if config.get("n_classes", 0):
+                for part in ("reduce", "conv"):
+                    m[f"block{b}.{part}.cond"] = f"blocks.{b - 1}.{part}_cond.weight"
     elif config["model"] == "gated":
         for i in range(len(config["dilations"])):
             for part in ("v", "h", "link") + (("res",) if i > 0 else ()):
@@ -234,6 +254,8 @@ def parameter_names(config):
         from .attention import ATTENTION_PARTS, attention_layers
         for i in range(config["n_layers"] + 1):
             m[f"conv{i}.w"], m[f"conv{i}.b"] = f"convs.{i}.weight", f"convs.{i}.bias"
+            if config.get("n_classes", 0):
+                m[f"conv{i}.cond"] = f"cond.{i}.weight"
         for l in attention_layers(config):
             for part in ATTENTION_PARTS:            # "pos", "q.w", "q.b", ...
                 m[f"attn{l}.{part}"] = f"attns.{l}." + part.replace(".w", ".weight").replace(".b", ".bias")

@@ -253,5 +253,3 @@ def test_conditional_training_sampling_and_evaluation(tmp_path):
     assert r.returncode == 2 and "0..9" in r.stderr and "Traceback" not in r.stderr
     r = run(SAMPLE, "--digits", "3", "--out", tmp_path / "x.png")          # the unconditional pretrained model
     assert r.returncode == 2 and "class-conditional" in r.stderr and "Traceback" not in r.stderr
-    r = run(TRAIN, "--conditional", "--model", "residual", "--max-steps", "1")
-    assert r.returncode == 2 and "no class-conditional version" in r.stderr and "Traceback" not in r.stderr

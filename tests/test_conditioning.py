@@ -19,6 +19,8 @@ ARCH = {
     "pixelcnn": dict(hidden=3, n_layers=2, kernel_size=3),
     "gated": dict(hidden=3, dilations=[1, 2], kernel_size=3),
     "dilated": dict(hidden=3, dilations=[1, 2], kernel_size=3, first_kernel_size=3),
+    "residual": dict(hidden=2, n_blocks=2, kernel_size=3, first_kernel_size=3),
+    "attention": dict(hidden=3, n_layers=2, kernel_size=3, first_kernel_size=3, attention_every=1, key_channels=2),
 }
 
 
@@ -152,11 +154,16 @@ def test_the_label_reaches_every_pixel_and_no_pixel_sees_itself_or_later(case):
     # The control: with every kept tap and bias positive, inputs >= 0 and label biases
     # rising with the label, every ReLU is the identity and every gate has positive
     # slopes, so a larger label strictly raises every logit: the label reaches every
-    # position, the first pixel (which sees no pixel at all) included.
+    # position, the first pixel (which sees no pixel at all) included. (Attention is not
+    # monotone: a larger input can shift the softmax weights towards smaller values. There
+    # the label must still change every logit.)
     positive = positive_params(config, rng)
     lo, _ = module.forward(positive, np.abs(x), config, labels=np.array([0, 0]))
     hi, _ = module.forward(positive, np.abs(x), config, labels=np.array([1, 1]))
-    assert (hi > lo).all(), "the label must influence every pixel's distribution"
+    if config["model"] == "attention":
+        assert (hi != lo).all(), "the label must influence every pixel's distribution"
+    else:
+        assert (hi > lo).all(), "the label must influence every pixel's distribution"
 
 
 @settings(deadline=None, max_examples=10)
@@ -207,13 +214,17 @@ def test_label_errors_name_the_problem():
     params = random_params(config, np.random.default_rng(0))
     with pytest.raises(ValueError, match="pass labels"):
         sample_cached(params, config, 2, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="unconditional"):
-        get_model(make_config("residual")).forward(
-            get_model(make_config("residual")).init_params(make_config("residual"), np.random.default_rng(0)),
-            np.zeros((1, 1, 28, 28), np.float32), make_config("residual"), labels=np.array([1]))
+    for model in ("residual", "attention"):
+        with pytest.raises(ValueError, match="unconditional"):
+            get_model(make_config(model)).forward(
+                get_model(make_config(model)).init_params(make_config(model), np.random.default_rng(0)),
+                np.zeros((1, 1, 28, 28), np.float32), make_config(model), labels=np.array([1]))
 
 
-def test_config_errors():
+def test_config_errors(monkeypatch):
+    from pixelcnn_np.models import MODELS
+    assert all(getattr(m, "CONDITIONAL", False) for m in MODELS.values()), "every model has a conditional version"
+    monkeypatch.setattr(MODELS["residual"], "CONDITIONAL", False)     # a model without one is refused clearly
     with pytest.raises(ValueError, match="no class-conditional version"):
         make_config("residual", n_classes=10)
     with pytest.raises(ValueError, match="n_classes"):
