@@ -7,8 +7,9 @@ channels) and the gather between them is serial, so a second BLAS thread bought 
 Instead each thread takes whole chunks: thread k gathers and multiplies its own share of
 the chunks with a *one-thread* BLAS, writing its own rows of the output (no locks, no
 shared cells). Measured on a 2-core AMD EPYC, 64 images, 64 channels, forward pass of a
-7x7 mask-B layer: 96 ms with one thread, 88 ms with two BLAS threads, 52 ms with two
-chunk threads.
+7x7 mask-B layer: 96-100 ms with one thread, 51-88 ms with two BLAS threads (it varied
+from run to run), 52-53 ms with two chunk threads. conv.py uses it only for layers that
+large (see _THREADED_MIN_ROWS there): for small ones it did not pay.
 
 The gather kernel releases the GIL (`nogil=True`) and so does NumPy inside a BLAS call,
 so Python threads run them truly in parallel. With NUMBA_DISABLE_JIT=1 the gather is
@@ -70,16 +71,17 @@ def split(items, parts):
     return [list(g) for g in np.array_split(np.asarray(items), min(parts, len(items))) if len(g)]
 
 
-def run_in_threads(work, items):
+def run_in_threads(work, items, threaded=True):
     """[work(group) for group in split(items, n_threads())], one group per thread.
 
     `work` gets a list of items and must write only memory that belongs to them (or
     return its result, e.g. a partial sum). BLAS runs one thread per call while the
     groups run, and gets its own count back after. The groups and their order depend only
     on the thread count, so results are deterministic for a given count.
+    threaded=False runs one group here, with BLAS's own threads (for work too small to share).
     """
     in_worker = threading.current_thread().name.startswith("pixelcnn_np")
-    n = 1 if in_worker else n_threads()                      # never nest the pool (it could deadlock)
+    n = 1 if (in_worker or not threaded) else n_threads()    # never nest the pool (it could deadlock)
     groups = split(items, n)
     if len(groups) <= 1:
         return [work(g) for g in groups]                     # one thread: here, as a plain loop

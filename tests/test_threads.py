@@ -58,6 +58,7 @@ def test_a_call_from_inside_a_worker_runs_serially(monkeypatch):
 @given(seed=st.integers(0, 2**16), n=st.integers(1, 9), c=st.integers(1, 5), o=st.integers(1, 5),
        k=st.sampled_from([3, 5]), mask_type=st.sampled_from("AB"), d=st.integers(1, 3))
 def test_threaded_conv_equals_one_thread_and_the_reference(monkeypatch, seed, n, c, o, k, mask_type, d):
+    """The same numbers (to float64 rounding: partial sums of dw add in another order)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, 8, 7))
     w = rng.standard_normal((o, c, k, k))
@@ -68,6 +69,7 @@ def test_threaded_conv_equals_one_thread_and_the_reference(monkeypatch, seed, n,
     for t in ("1", "2", "3"):
         monkeypatch.setenv(threads.THREADS_ENV, t)
         monkeypatch.setattr("pixelcnn_np.conv._CHUNK_ELEMENTS", 64)   # many chunks: each thread gets several
+        monkeypatch.setattr("pixelcnn_np.conv._THREADED_MIN_ROWS", 1)   # thread these small layers too
         y, cache = conv2d_forward(x, w, b, mask, d)
         results[t] = (y, *conv2d_backward(dy, cache))
     dx_ref, dw_ref, db_ref = conv2d_backward_reference(dy, x, w, mask, d)
@@ -76,3 +78,16 @@ def test_threaded_conv_equals_one_thread_and_the_reference(monkeypatch, seed, n,
             np.testing.assert_allclose(a, ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(results["2"][1], dx_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(results["2"][2], dw_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_only_large_layers_are_threaded(monkeypatch):
+    """conv.py shares out a layer's chunks only when its GEMM is large (C*T >= 1024 rows)."""
+    import pixelcnn_np.conv as conv
+    calls = []
+    real = conv.run_in_threads
+    monkeypatch.setattr(conv, "run_in_threads", lambda work, items, threaded=True: calls.append(threaded) or real(work, items, threaded))
+    for c in (8, 64):                                              # 7x7 mask B keeps 25 taps: 200 and 1600 rows
+        x = np.zeros((2, c, 6, 6), np.float32)
+        w = np.zeros((4, c, 7, 7), np.float32)
+        conv.conv2d_forward(x, w, np.zeros(4, np.float32), causal_mask(7, "B"))
+    assert calls == [False, True]
