@@ -234,8 +234,8 @@ def _weight_grad(x, dy, taps, dilation, KH, KW):
             dyc = dy[n0:n1].reshape(n1 - n0, O, HW).transpose(1, 0, 2).reshape(O, -1)  # (O, nb*HW)
             dwk += dyc @ cols.reshape(C * T, -1).T
         return dwk
-    return sum(run_in_threads(partial_sum, range(0, N, nb),      # partial sums added in a fixed order
-                              threaded=C * T >= _THREADED_MIN_ROWS))
+    partial_sums = run_in_threads(partial_sum, range(0, N, nb), threaded=C * T >= _THREADED_MIN_ROWS)
+    return sum(partial_sums, np.zeros((O, C * T), dtype=x.dtype))  # added in a fixed order
 
 
 def _check_conv_args(x, w, b, mask, dilation):

@@ -68,6 +68,8 @@ def _get_pool(n):
 
 def split(items, parts):
     """items cut into at most `parts` consecutive, non-empty groups of near-equal size."""
+    if len(items) == 0:
+        return []
     return [list(g) for g in np.array_split(np.asarray(items), min(parts, len(items))) if len(g)]
 
 
