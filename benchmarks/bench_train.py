@@ -135,9 +135,9 @@ def torch_setup(config, images):
 
 
 def profile_breakdown(s, top=10):
-    """Own time of the most expensive functions in one profiled training step, run on one
-    thread (cProfile sees only the calling thread; with the engine's worker threads it
-    would report their work as time spent waiting on a lock)."""
+    """Own time of the most expensive functions in one profiled training step, run without
+    the engine's worker threads (cProfile sees only the calling thread; with them it would
+    report their work as time spent waiting on a lock). BLAS keeps its own threads."""
     import cProfile
     import pstats
     from pixelcnn_np.threads import THREADS_ENV
@@ -251,7 +251,7 @@ def main():
         print(f"  {'layer':8s} {'forward':>8s} {'backward':>9s}")
         for name, f, b in ours_layer_breakdown(config, images):
             print(f"  {name:8s} {f:8.4f} {b:9.4f}")
-    print("where one step of ours spends its time (cProfile of a step on one thread, own time per function, seconds):")
+    print("where one step of ours spends its time (cProfile of a step without the engine's threads, own time per function, seconds):")
     for name, seconds in profile_breakdown(ours):
         print(f"  {seconds:7.3f}  {name}")
     if not args.no_rss:

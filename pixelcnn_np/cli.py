@@ -14,6 +14,17 @@ class OneLineParser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         sys.exit(2)
 
+    def parse_args(self, args=None, namespace=None):
+        """Parse, then check the environment settings the package reads (a bad
+        PIXELCNN_NP_THREADS is a usage error now, not a traceback mid-run)."""
+        from .threads import n_threads
+        parsed = super().parse_args(args, namespace)
+        try:
+            n_threads()
+        except ValueError as e:
+            self.error(str(e))
+        return parsed
+
 
 def _int_at_least(text, low, what):
     try:

@@ -32,8 +32,9 @@ Two implementations live here:
   (`_gather_taps_kernel`); the product is BLAS. Backward re-gathers the columns
   instead of keeping them from the forward pass (recomputing is cheap; holding every
   layer's buffer for a batch of 64 would cost ~300 MB per layer), and computes dx as
-  the flipped correlation above through the very same gather + GEMM. The chunks are
-  shared out among the cores, whole chunks per thread (`threads.py`).
+  the flipped correlation above through the very same gather + GEMM. In large layers
+  the chunks are shared out among the cores, whole chunks per thread (`threads.py`,
+  `_THREADED_MIN_ROWS`); smaller ones leave the threads to BLAS.
 
 The public pair `masked_conv2d_forward` / `masked_conv2d_backward` is the engine with
 the causal mask of `masks.py`.

@@ -2,9 +2,9 @@
 
 A masked convolution (conv.py) is a loop over chunks of images: gather the kept taps of
 a chunk (Numba), then one matrix product (BLAS). OpenBLAS parallelises each product by
-itself, but these products are small (64 x 320 @ 320 x 784 for a 3x3 layer of 64
-channels) and the gather between them is serial, so a second BLAS thread bought little.
-Instead each thread takes whole chunks: thread k gathers and multiplies its own share of
+itself, but the gather between the products stays serial, and how well OpenBLAS's two
+threads did on these mid-sized products varied from run to run. For large layers we
+instead give each thread whole chunks: thread k gathers and multiplies its own share of
 the chunks with a *one-thread* BLAS, writing its own rows of the output (no locks, no
 shared cells). Measured on a 2-core AMD EPYC, 64 images, 64 channels, forward pass of a
 7x7 mask-B layer: 96-100 ms with one thread, 51-88 ms with two BLAS threads (it varied
@@ -31,6 +31,7 @@ THREADS_ENV = "PIXELCNN_NP_THREADS"
 
 _blas = None          # threadpoolctl's handle on the loaded BLAS libraries (found on first use)
 _pool = None          # the worker threads, created on first use
+_pool_size = 0
 _lock = threading.Lock()
 
 
@@ -57,12 +58,13 @@ def n_threads():
 
 
 def _get_pool(n):
-    global _pool
+    """The pool of n worker threads (a new one if the count changed)."""
+    global _pool, _pool_size
     with _lock:
-        if _pool is None or _pool._max_workers != n:
+        if _pool_size != n:
             if _pool is not None:
                 _pool.shutdown(wait=True)
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="pixelcnn_np")
+            _pool, _pool_size = ThreadPoolExecutor(max_workers=n, thread_name_prefix="pixelcnn_np"), n
         return _pool
 
 

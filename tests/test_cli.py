@@ -39,6 +39,13 @@ def test_bad_training_flags_exit_2_without_traceback(flags, word):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("value", ["zero", "0", "-1"])
+def test_a_bad_thread_count_in_the_environment_is_a_usage_error(value):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PIXELCNN_NP_THREADS=value)
+    r = subprocess.run([sys.executable, str(TRAIN), "--max-steps", "1"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "PIXELCNN_NP_THREADS" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_missing_data_is_a_clear_error(tmp_path):
     r = run(TRAIN, "--data-dir", tmp_path, "--no-download", "--max-steps", "1")
     assert r.returncode == 1
