@@ -1,7 +1,7 @@
 """Time one causal self-attention block against one masked-conv layer of the same width.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_attention.py            # batch 64, h 32, d 8
-    python benchmarks/bench_attention.py --width 64 --key-channels 16 --reps 9
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_attention.py --width 32,48,64 --reps 9
     python benchmarks/bench_attention.py --threads 2 --no-torch
 
 Issue 7 asks: "an attention block's step time <= 2x a masked-conv layer of the same
@@ -18,6 +18,11 @@ are printed with the ratios attention / conv. With PyTorch installed the same th
 layers are timed in PyTorch too (nn.functional.conv2d with a masked weight; causal
 scaled_dot_product_attention), interleaved with ours; --no-torch skips them.
 
+Why the ratio depends on the width: `multiply_adds` counts the products each layer does.
+The attention block's (D, D) part costs 7d + 3 multiply-adds per computed score whatever
+the width h (plus two exponentials), and only its 1x1 projections grow with h; a conv
+layer's cost grows as h^2. --width takes a list (32,48,64) and prints one line per width.
+
 Threads: --threads sets OPENBLAS/OMP/MKL/NUMBA thread counts *before* numpy is imported
 (an OPENBLAS_NUM_THREADS already in the environment wins) and torch.set_num_threads.
 """
@@ -31,7 +36,8 @@ import time
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--width", type=int, default=32, help="h, channels in and out of every timed layer")
+    p.add_argument("--width", type=width_list, default=[32],
+                   help="h, channels in and out of every timed layer; a comma-separated list times each {32}")
     p.add_argument("--key-channels", type=int, default=8, help="d, the attention block's key channels")
     p.add_argument("--size", type=int, default=28, help="images are size x size")
     p.add_argument("--threads", type=int, default=1)
@@ -39,6 +45,35 @@ def parse():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch timings")
     return p.parse_args()
+
+
+def width_list(text):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def multiply_adds(N, h, d, S, K, tile):
+    """Multiply-adds of one forward + backward step: (attention block, K x K mask-B conv).
+
+    Attention, per computed score (the tiles cover a fraction of the (D, D) square, see
+    attention.query_tiles): forward S = Q K^T (d) and [V; 1]^T E^T (d + 1); backward
+    S - lse (d + 1), dV (d), dA - delta (d + 1), dQ (d), dK (d): 7d + 3 in all. Per
+    position, the projections: [Wq; Wk; Wv] U and Wo O forward (4dh), dWo, dO, d[Wq; Wk; Wv]
+    and dU backward (7dh). Conv: the kept taps of the mask (5 of a 3x3 mask B) times h^2
+    per position, once each for y, dx and dw."""
+    from pixelcnn_np.attention import query_tiles
+    from pixelcnn_np.masks import causal_mask
+
+    D = S * S
+    scores = sum((r1 - r0) * r1 for r0, r1 in query_tiles(D, tile))      # computed, per image
+    attention = N * (scores * (7 * d + 3) + D * 11 * d * h)
+    conv = 3 * N * D * h * h * int(causal_mask(K, "B").sum())
+    return attention, conv
 
 
 def set_threads(n):
@@ -54,13 +89,13 @@ def set_threads(n):
 # ours
 # ----------------------------------------------------------------------------------
 
-def ours_cases(args, np, rng):
-    """{name: step()} where step runs one forward + backward of that layer."""
+def ours_cases(args, h, np, rng):
+    """{name: step()} where step runs one forward + backward of that layer, width h."""
     from pixelcnn_np.attention import causal_attention_backward, causal_attention_forward
     from pixelcnn_np.conv import masked_conv2d_backward, masked_conv2d_forward
     from pixelcnn_np.masks import causal_mask
 
-    N, h, d, S = args.batch_size, args.width, args.key_channels, args.size
+    N, d, S = args.batch_size, args.key_channels, args.size
     f32 = np.float32
     x = np.maximum(rng.standard_normal((N, h, S, S)), 0).astype(f32)       # post-ReLU features
     dy = rng.standard_normal((N, h, S, S)).astype(f32)
@@ -90,13 +125,13 @@ def ours_cases(args, np, rng):
 # PyTorch (optional)
 # ----------------------------------------------------------------------------------
 
-def torch_cases(args, np, rng):
+def torch_cases(args, h, np, rng):
     import torch
     import torch.nn.functional as F
     from pixelcnn_np.masks import causal_mask
 
     torch.set_num_threads(args.threads)
-    N, h, d, S = args.batch_size, args.width, args.key_channels, args.size
+    N, d, S = args.batch_size, args.key_channels, args.size
     x = torch.relu(torch.randn(N, h, S, S)).requires_grad_()
     dy = torch.randn(N, h, S, S)
     pos = torch.randn(h, S, S, requires_grad=True)
@@ -123,22 +158,12 @@ def torch_cases(args, np, rng):
             "torch conv 7x7 B": conv_step(7)}
 
 
-def main():
-    args = parse()
-    set_threads(args.threads)
-    import pixelcnn_np  # noqa: F401  (before numpy: OpenBLAS kernel choice, see blas_setup.py)
-    import numpy as np
-
+def time_width(args, h, np, use_torch):
+    """{name: [seconds of each rep]} for the layers of width h, interleaved."""
     rng = np.random.default_rng(0)
-    cases = ours_cases(args, np, rng)
-    torch_version = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch_version = torch.__version__
-            cases.update(torch_cases(args, np, rng))
-        except ImportError:
-            print("PyTorch is not installed: timing ours only")
+    cases = ours_cases(args, h, np, rng)
+    if use_torch:
+        cases.update(torch_cases(args, h, np, rng))
     names = list(cases)
     for _ in range(args.warmup):
         for name in names:
@@ -149,19 +174,47 @@ def main():
             t0 = time.perf_counter()
             cases[name]()
             times[name].append(time.perf_counter() - t0)
-    med = {name: float(np.median(t)) for name, t in times.items()}
+    return times
 
-    print(f"batch {args.batch_size}, float32, width {args.width}, key channels {args.key_channels}, "
+
+def main():
+    args = parse()
+    set_threads(args.threads)
+    import pixelcnn_np  # noqa: F401  (before numpy: OpenBLAS kernel choice, see blas_setup.py)
+    import numpy as np
+    from pixelcnn_np.attention import QUERY_TILE
+
+    torch_version = None
+    if not args.no_torch:
+        try:
+            import torch
+            torch_version = torch.__version__
+        except ImportError:
+            print("PyTorch is not installed: timing ours only")
+    print(f"batch {args.batch_size}, float32, key channels {args.key_channels}, "
           f"{args.size}x{args.size}, threads {args.threads} (OPENBLAS_NUM_THREADS="
           f"{os.environ.get('OPENBLAS_NUM_THREADS')}), {args.reps} reps after {args.warmup} warm-up"
           + (f", torch {torch_version}" if torch_version else ""))
-    print("forward + backward, seconds:")
-    for name in names:
-        print(f"  {name:18s} median {med[name]:.4f}  (min {min(times[name]):.4f}, max {max(times[name]):.4f})")
-    for prefix in ("", "torch ") if torch_version else ("",):
-        a = med[prefix + "attention"]
-        print(f"{prefix or 'ours '}ratios: attention / conv 3x3 B = {a / med[prefix + 'conv 3x3 B']:.2f}, "
-              f"attention / conv 7x7 B = {a / med[prefix + 'conv 7x7 B']:.2f}")
+    summary = []
+    for h in args.width:
+        times = time_width(args, h, np, torch_version is not None)
+        med = {name: float(np.median(t)) for name, t in times.items()}
+        print(f"width {h}: forward + backward, seconds:")
+        for name, t in times.items():
+            print(f"  {name:18s} median {med[name]:.4f}  (min {min(t):.4f}, max {max(t):.4f})")
+        for prefix in ("", "torch ") if torch_version else ("",):
+            a = med[prefix + "attention"]
+            print(f"  {prefix or 'ours '}ratios: attention / conv 3x3 B = {a / med[prefix + 'conv 3x3 B']:.2f}, "
+                  f"attention / conv 7x7 B = {a / med[prefix + 'conv 7x7 B']:.2f}")
+        attn_macs, conv_macs = multiply_adds(args.batch_size, h, args.key_channels, args.size, 3, QUERY_TILE)
+        summary.append((h, med["attention"], med["conv 3x3 B"], attn_macs, conv_macs))
+    if len(summary) > 1:
+        print("\nwidth  attention s  conv 3x3 B s  ratio  multiply-adds: attention / conv 3x3 B")
+        for h, a, c, am, cm in summary:
+            print(f"{h:5d}  {a:11.4f}  {c:12.4f}  {a / c:5.2f}  {am / 1e9:.2f} G / {cm / 1e9:.2f} G = {am / cm:.2f}")
+    else:
+        h, a, c, am, cm = summary[0]
+        print(f"multiply-adds: attention {am / 1e9:.2f} G, conv 3x3 B {cm / 1e9:.2f} G ({am / cm:.2f}x)")
 
 
 if __name__ == "__main__":
