@@ -117,7 +117,9 @@ def build_parser():
                    help=f"folder with the four MNIST files (default: ${DATA_DIR_ENV}, else ./data, downloading if missing)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
     g.add_argument("--out", default="runs/mnist", help="output folder (default runs/mnist)")
-    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.npz (with a larger --minutes or --epochs, a finished run "
+                        "trains on)")
     g.add_argument("--save-every", type=positive_int, default=100, help="checkpoint every N steps and every epoch (default 100)")
     g.add_argument("--eval-limit", type=positive_int, default=None,
                    help="evaluate on the first N test images only (with --minutes, epoch-end evaluations use "
@@ -206,6 +208,11 @@ def time_sampling(params, config, n):
     return (time.perf_counter() - t0) * H / 2
 
 
+def budget_text(run):
+    """'15 minutes' or '10 epochs': the budget of a run's settings."""
+    return f"{run['minutes']:g} minutes" if run.get("minutes") else f"{run.get('epochs')} epochs"
+
+
 def starting_state(args, config, run, ckpt_path, log=print):
     """(params, opt_state, start_epoch, start_batch, history, elapsed seconds): fresh
     from the seed, or with --resume from ckpt_path after checking that its config, data
@@ -222,6 +229,12 @@ def starting_state(args, config, run, ckpt_path, log=print):
     meta = saved.meta
     log(f"resuming {ckpt_path}: step {saved.opt_state['t']}, epoch {meta['epoch'] + 1}, batch {meta['batch']}, "
         f"{format_seconds(meta.get('elapsed', 0.0))} already spent")
+    old_budget, new_budget = budget_text(meta["run"]), budget_text(run)
+    if old_budget != new_budget and ("minutes" in meta["run"] or "epochs" in meta["run"]):
+        # A finished run can be extended: the budget is not one of RUN_KEYS.
+        log(f"budget changed from {old_budget} to {new_budget}: training goes on to the new one"
+            + (", its cosine decay stretched over it (the rate rises back to its value at the time "
+               "already spent)" if run["schedule"] == "cosine" else ""))
     return saved.params, saved.opt_state, meta["epoch"], meta["batch"], meta["history"], meta.get("elapsed", 0.0)
 
 
@@ -261,7 +274,7 @@ def main(argv=None):
         return 2
     n_params = sum(p.size for p in params.values())
     per_epoch = -(-len(train_images) // args.batch_size)
-    budget = f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs"
+    budget = budget_text(run)
     # Ctrl-C / SIGTERM only raise a flag, read after each step: an exception thrown into the
     # middle of a step can land inside Numba's machinery (loading a cached kernel, say), which
     # turns it into a SystemError instead of a clean stop. A second signal stops at once

@@ -215,6 +215,15 @@ def test_a_time_budget_is_kept(tmp_path):
     assert final["step"] > 10
     assert final["seconds"] <= 0.25 * 60 + 3                      # the final evaluation is inside the budget
 
+    # a finished run extended with a larger budget trains on, within the new budget
+    r2 = run(TRAIN, "--data-dir", MNIST, "--out", out, "--resume", "--minutes", "0.4", "--eval-limit", "50",
+             "--n-samples", "1", "--no-progress", *TINY)
+    assert r2.returncode == 0, r2.stderr
+    assert "budget changed from 0.25 minutes to 0.4 minutes" in r2.stdout
+    extended = json.loads((out / "metrics.json").read_text())["epochs"][-1]
+    assert extended["step"] > final["step"] + 10
+    assert extended["seconds"] <= 0.4 * 60 + 3
+
 
 @pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
 def test_conditional_training_sampling_and_evaluation(tmp_path):
