@@ -154,6 +154,7 @@ CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditionin
 
 QUERY_TILE = 56          # queries per tile (two image rows at W = 28), see query_tiles
 IMAGE_GROUP = 8          # images per tile product: a (8, 56, 784) float32 tile is 1.4 MB, in L2
+NO_KEY_LSE = 1e30        # log-denominator of a row with no key: exp(S - 1e30) = 0 in float32 and float64
 ATTENTION_PARTS = ("pos", "q.w", "q.b", "k.w", "v.w", "v.b", "o.w", "o.b")
 
 
@@ -285,7 +286,9 @@ def causal_attention_forward(x, ap, include_self=True):
             empty = z == 0                                            # no key: A = 0, O = 0
             z[empty] = 1
             ot[g, :, r0:r1] = oz[:, :d] / z                           # O = A V = E V / z
-            lse[g, :, r0:r1] = np.where(empty, np.inf, m.transpose(0, 2, 1) + np.log(z))  # +inf: A = 0 in backward
+            # no key: lse = NO_KEY_LSE, so exp(S - lse) = 0 in the backward pass (a finite
+            # stand-in for +inf: BLAS may multiply an infinity by the zeros it pads with)
+            lse[g, :, r0:r1] = np.where(empty, NO_KEY_LSE, m.transpose(0, 2, 1) + np.log(z))
     y = ap["o.w"] @ ot + ap["o.b"][:, None]                           # Y^T = Wo O^T + bo   (N, C, D)
     return y.reshape(N, C, H, W), (u, qt, kt, vt1, ot, lse, include_self, ap, x.shape)
 
