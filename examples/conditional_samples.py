@@ -111,8 +111,8 @@ def main(argv=None):
 
     shown = images.reshape(10, args.per_digit, *images.shape[1:])[:, :10].reshape(-1, *images.shape[1:])
     ncols = min(10, args.per_digit)
-    verdicts = ", ".join(f"{r['accuracy']:.1%} by {name}" for name, r in results.items())  # never rounded up to a target
-    fig = samples_figure(shown, f"Row d: samples drawn given label d\njudged to be d: {verdicts}", ncols=ncols)
+    verdicts = ", ".join(f"{name} {r['accuracy']:.1%}" for name, r in results.items())  # never rounded up to a target
+    fig = samples_figure(shown, f"Row d: samples drawn given label d; judged to be d by\n{verdicts}", ncols=ncols)
     save_figure(fig, args.figure)
     print(f"wrote {args.figure}")
     if args.json:
