@@ -6,7 +6,9 @@
 
 --backend numpy runs our own forward pass; --backend torch runs the same weights through
 `pixelcnn_np.torch_bridge.to_torch` (needs `pip install torch==2.13.0`): the two agree.
-Binary models are evaluated on threshold-binarized test digits (pixel/255 >= 0.5),
+Binary models are evaluated on binary test digits made by --protocol: threshold
+(pixel/255 >= 0.5, the default) or stochastic (Bernoulli(pixel/255) with a fixed seed,
+the protocol of the papers; --draws K averages K such test sets, draws 0..K-1);
 8-bit models on the raw pixels. A class-conditional model is evaluated as p(x | y) with
 each test digit's true label y.
 """
@@ -20,7 +22,7 @@ import numpy as np
 
 from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
 from pixelcnn_np.cli import OneLineParser, positive_int
-from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
+from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize_test_set, load_mnist
 from pixelcnn_np.losses import per_pixel_nll
 from pixelcnn_np.metrics import format_report, nll_report
 from pixelcnn_np.models import get_model, model_input
@@ -35,6 +37,11 @@ def build_parser():
     p.add_argument("--checkpoint", default=None, help="checkpoint.npz (default: the shipped pretrained model)")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV}, else ./data)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate the first N test images only")
+    p.add_argument("--protocol", choices=("threshold", "stochastic"), default="threshold",
+                   help="binary test digits: threshold (pixel >= 128, default) or stochastic "
+                        "(fixed-seed Bernoulli(pixel/255) draws, as in the papers)")
+    p.add_argument("--draws", type=positive_int, default=1,
+                   help="with --protocol stochastic: the mean over this many test-set draws (default 1)")
     p.add_argument("--backend", choices=("numpy", "torch"), default="numpy")
     p.add_argument("--batch-size", type=positive_int, default=100)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -42,8 +49,16 @@ def build_parser():
     return p
 
 
-def torch_nll(params, config, images, batch_size, labels=None):
+def torch_nll(params, config, images, batch_size, labels=None, protocol="threshold", draws=1):
     """Mean NLL (nats/pixel) computed by the PyTorch twin of the model."""
+    if config["pixels"] != "binary" or protocol == "threshold":
+        draws = 1
+    return sum(_torch_nll(params, config, images if config["pixels"] != "binary"
+                          else binarize_test_set(images, protocol, k), batch_size, labels)
+               for k in range(draws)) / draws
+
+
+def _torch_nll(params, config, images, batch_size, labels=None):
     import torch
 
     from pixelcnn_np.torch_bridge import to_torch
@@ -53,8 +68,6 @@ def torch_nll(params, config, images, batch_size, labels=None):
     with torch.no_grad():
         for s in range(0, len(images), batch_size):
             pixels = images[s:s + batch_size]
-            if config["pixels"] == "binary":
-                pixels = binarize(pixels)
             x = torch.from_numpy(model_input(pixels, config, dtype))
             if labels is None:
                 logits = module(x).numpy()
@@ -96,15 +109,22 @@ def main(argv=None):
     if args.backend == "numpy":
         bar = Progress(len(images), "test", enabled=not args.json)
         nll = evaluate(ck.params, ck.config, images, batch_size=args.batch_size, progress=lambda d, t: bar.update(d),
-                       labels=labels)
+                       labels=labels, protocol=args.protocol, draws=args.draws)
         bar.close()
     else:
-        nll = torch_nll(ck.params, ck.config, images, args.batch_size, labels)
+        nll = torch_nll(ck.params, ck.config, images, args.batch_size, labels, args.protocol, args.draws)
     report = nll_report(nll, ck.config["height"] * ck.config["width"])
+    if ck.config["pixels"] == "binary":
+        report["protocol"] = args.protocol
+        report["draws"] = args.draws if args.protocol == "stochastic" else 1
+        how = f"{args.protocol} protocol" + (f", {args.draws} draws" if args.protocol == "stochastic" else "")
+    else:
+        report["protocol"], how = "8-bit pixels", "8-bit pixels"
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{path} ({ck.config['model']}, {args.backend}, {len(images)} test images): {format_report(report)}")
+        print(f"{path} ({ck.config['model']}, {args.backend}, {len(images)} test images, {how}): "
+              f"{format_report(report)}")
     return 0
 
 

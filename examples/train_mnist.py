@@ -92,6 +92,10 @@ def build_parser():
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed for init, data order and sampling (default 0)")
     g.add_argument("--binarize", choices=("threshold", "dynamic"), default="threshold",
                    help="threshold: pixel/255 >= 0.5 (default); dynamic: Bernoulli(pixel/255) resampled every batch")
+    g.add_argument("--test-protocol", choices=("threshold", "stochastic"), default=None,
+                   help="how binary test digits are made: threshold (pixel >= 128), or stochastic, one "
+                        "fixed-seed Bernoulli(pixel/255) draw as in the papers (data.binarize_test_set) "
+                        "{threshold with --binarize threshold, stochastic with --binarize dynamic}")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=sorted(MODELS), default=None,
                    help="pixelcnn (plain, blind spot), gated (two stacks, no blind spot), residual (residual "
@@ -164,8 +168,11 @@ def resolve(args):
             given[key] = getattr(args, flag)
     arch.update({k: v for k, v in given.items() if v is not None})
     config = make_config(model, **arch)
+    if args.test_protocol is None:
+        args.test_protocol = "stochastic" if args.binarize == "dynamic" else "threshold"
     run = {"batch_size": args.batch_size, "seed": args.seed, "binarize": args.binarize, "lr": args.lr,
-           "schedule": args.schedule, "minutes": args.minutes, "epochs": args.epochs}
+           "schedule": args.schedule, "minutes": args.minutes, "epochs": args.epochs,
+           "test_protocol": args.test_protocol}
     return config, run
 
 
@@ -348,7 +355,8 @@ def main(argv=None):
                 bar = None
                 state.update(epoch=s.epoch + 1, batch=0)
                 if not stop:
-                    record_epoch(history, s, s.params, config, epoch_test, elapsed(), args.no_progress)
+                    record_epoch(history, s, s.params, config, epoch_test, elapsed(), args.no_progress,
+                                 run["test_protocol"])
                 save()
                 atomic_write_text(out / "metrics.json", json.dumps(metrics_doc(config, run, history), indent=1))
             elif s.step % args.save_every == 0 or stop:
@@ -379,7 +387,7 @@ def main(argv=None):
     params = state["params"]
     ebar = Progress(len(test_images), "test", enabled=not args.no_progress)
     test = evaluate(params, config, test_images, batch_size=EVAL_BATCH, progress=lambda d, t: ebar.update(d),
-                    labels=test_labels)
+                    labels=test_labels, protocol=run["test_protocol"])
     ebar.close()
     step = state["opt"]["t"]
     recent = [v for st, v in history["step_loss"] if st > step - per_epoch]
@@ -414,13 +422,13 @@ def print_table(history, D):
               f"{r['nats_per_pixel']:12.4f} {r['bits_per_dim']:13.4f} {r['nats_per_image']:13.2f}")
 
 
-def record_epoch(history, s, params, config, test, epoch_seconds, no_progress):
-    """Evaluate on test = (images, labels or None) at the end of an epoch, print the
-    row, append it to the history."""
+def record_epoch(history, s, params, config, test, epoch_seconds, no_progress, protocol="threshold"):
+    """Evaluate on test = (images, labels or None) at the end of an epoch, under the
+    test `protocol`, print the row, append it to the history."""
     test_images, test_labels = test
     ebar = Progress(len(test_images), "  test", enabled=not no_progress)
     test = evaluate(params, config, test_images, batch_size=EVAL_BATCH, progress=lambda d, t: ebar.update(d),
-                    labels=test_labels)
+                    labels=test_labels, protocol=protocol)
     ebar.close()
     append_epoch(history, s, test, len(test_images), epoch_seconds, config)
 
@@ -442,7 +450,8 @@ def append_epoch(history, s, test, n_test, epoch_seconds, config):
 def metrics_doc(config, run, history):
     D = config["height"] * config["width"]
     rows = [dict(e, **{f"test_{k}": v for k, v in nll_report(e["test"], D).items()}) for e in history["epochs"]]
-    return {"config": config, "run": run, "epochs": rows}
+    protocol = run.get("test_protocol", "threshold") if config["pixels"] == "binary" else "8-bit pixels"
+    return {"config": config, "run": run, "test_protocol": protocol, "epochs": rows}
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ IDX, not MNIST) raises `DataError`, whose message names the file and says how to
 
 PixelCNN models each pixel as a Bernoulli variable, so images are binarized before
 training: `binarize` offers a fixed threshold or a fresh random draw ("dynamic").
+The test set is binarized by one of two protocols (`binarize_test_set`): the fixed
+threshold, or the literature's stochastic protocol, a Bernoulli(pixel/255) draw made
+once with a fixed, documented seed, so that every run and every paper-style number is
+measured on the same binary digits.
 """
 
 import gzip
@@ -412,6 +416,14 @@ def load_mnist(data_dir=None, download=True, verify=True):
 
 BINARIZE_METHODS = ("threshold", "dynamic")
 
+# How a test set of grey digits becomes binary digits (see `binarize_test_set`).
+TEST_PROTOCOLS = ("threshold", "stochastic")
+
+# The seed of the stochastic test protocol. Image i of draw k is binarized with
+# np.random.default_rng([STOCHASTIC_TEST_SEED, k, i]): fixed forever, the same for every
+# run, and independent of batching or of evaluating only the first N images.
+STOCHASTIC_TEST_SEED = 20160125   # the date of the PixelRNN paper's first arXiv version
+
 
 def binarize(images, method="threshold", rng=None):
     """Turn grey pixels 0..255 into binary pixels 0/1.
@@ -448,3 +460,26 @@ def binarize(images, method="threshold", rng=None):
         u = rng.integers(0, 255, size=images.shape, dtype=np.uint8)  # uniform on 0..254
         return (u < images).astype(np.uint8)
     raise ValueError(f"unknown binarize method {method!r}; expected one of {BINARIZE_METHODS}")
+
+
+def binarize_test_set(images, protocol="threshold", draw=0):
+    """The binary test digits of a protocol: images (N, H, W) uint8 -> (N, H, W) uint8 0/1.
+
+    "threshold":  x = [pixel >= 128], as `binarize(images, "threshold")`.
+    "stochastic": x ~ Bernoulli(pixel / 255), the protocol of the papers that report
+        binarized-MNIST likelihoods (dynamically binarized test sets). Draw k of image i
+        uses np.random.default_rng([STOCHASTIC_TEST_SEED, k, i]), so a number measured on
+        "draw 0" means the same binary images in every run, on any machine, whatever the
+        batch size or --limit. A mean over K draws uses draws 0..K-1.
+    """
+    if protocol == "threshold":
+        return binarize(images, "threshold")
+    if protocol != "stochastic":
+        raise ValueError(f"unknown test protocol {protocol!r}; expected one of {TEST_PROTOCOLS}")
+    if isinstance(draw, bool) or not isinstance(draw, (int, np.integer)) or draw < 0:
+        raise ValueError(f"draw must be a non-negative integer, got {draw!r}")
+    images = np.asarray(images)
+    out = np.empty(images.shape, dtype=np.uint8)
+    for i in range(len(images)):
+        out[i] = binarize(images[i], "dynamic", rng=np.random.default_rng([STOCHASTIC_TEST_SEED, int(draw), i]))
+    return out

@@ -17,7 +17,7 @@ import numpy as np
 
 from .adam import adam_step
 from .conditioning import check_labels, n_classes
-from .data import binarize
+from .data import binarize, binarize_test_set
 from .losses import per_pixel_nll
 from .models import get_model, loss_and_grad, model_input
 
@@ -93,22 +93,26 @@ def training_steps(params, opt_state, train_images, config, *, epochs, batch_siz
             yield Step(params, opt_state, loss, epoch, b + 1, per_epoch, step)
 
 
-def nll_per_pixel(params, config, images, batch_size=100, progress=None, labels=None):
+def nll_per_pixel(params, config, images, batch_size=100, progress=None, labels=None,
+                  protocol="threshold", draw=0):
     """-log p(x_p | x_<p) of every pixel of every image, in nats: (N, H, W) float64.
 
-    images (N, H, W) uint8 0..255, binarized by threshold for binary models (the test set
-    is never resampled). labels (N,): the digits, for a class-conditional model only
-    (it then gives -log p(x_p | x_<p, y)). Its mean is the NLL in nats/pixel; its sum over (H, W) is each
-    image's NLL in nats; its mean over N is the map of which positions are hard.
+    images (N, H, W) uint8 0..255. Binary models see them binarized by the test
+    `protocol` (data.binarize_test_set): "threshold" (pixel >= 128) or "stochastic"
+    (draw number `draw` of the fixed-seed Bernoulli(pixel/255) test set); 8-bit models
+    see the raw pixels and ignore the protocol. labels (N,): the digits, for a
+    class-conditional model only (it then gives -log p(x_p | x_<p, y)). Its mean is the
+    NLL in nats/pixel; its sum over (H, W) is each image's NLL in nats; its mean over N
+    is the map of which positions are hard.
     """
     model = get_model(config)
     labels = check_labels(labels, len(images), config)
     dtype = next(iter(params.values())).dtype
+    if config["pixels"] == "binary":
+        images = binarize_test_set(images, protocol, draw)
     out = np.empty(np.shape(images), dtype=np.float64)
     for s in range(0, len(images), batch_size):
         pixels = images[s:s + batch_size]
-        if config["pixels"] == "binary":
-            pixels = binarize(pixels, "threshold")
         y = None if labels is None else labels[s:s + batch_size]
         logits, _ = model.forward(params, model_input(pixels, config, dtype), config, labels=y)  # (B, c_out, H, W)
         out[s:s + len(pixels)] = per_pixel_nll(logits, pixels, config["pixels"])
@@ -117,6 +121,19 @@ def nll_per_pixel(params, config, images, batch_size=100, progress=None, labels=
     return out
 
 
-def evaluate(params, config, images, batch_size=100, progress=None, labels=None):
-    """Mean test NLL in nats/pixel over `images` (N, H, W) uint8 (see `nll_per_pixel`)."""
-    return float(nll_per_pixel(params, config, images, batch_size, progress, labels).mean())
+def evaluate(params, config, images, batch_size=100, progress=None, labels=None,
+             protocol="threshold", draws=1):
+    """Mean test NLL in nats/pixel over `images` (N, H, W) uint8 (see `nll_per_pixel`).
+
+    With protocol="stochastic", the mean over `draws` binarizations of the test set
+    (draws 0..draws-1); the threshold protocol and 8-bit pixels have a single one.
+    """
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
+        raise ValueError(f"draws must be a positive integer, got {draws!r}")
+    if protocol != "stochastic" or config["pixels"] != "binary":
+        draws = 1
+    total = 0.0
+    for k in range(draws):
+        step = None if progress is None else (lambda d, t, k=k: progress(k * t + d, draws * t))
+        total += float(nll_per_pixel(params, config, images, batch_size, step, labels, protocol, k).mean())
+    return total / draws

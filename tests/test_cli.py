@@ -86,6 +86,7 @@ def test_tiny_training_run_then_sampling(tmp_path):
     final = metrics["epochs"][-1]
     assert final["step"] == 4 and 0 < final["test_nats_per_pixel"] < 1
     assert np.isclose(final["test_bits_per_dim"], final["test_nats_per_pixel"] / np.log(2))
+    assert metrics["test_protocol"] == "threshold"
     with np.load(out / "checkpoint.npz", allow_pickle=False) as z:
         assert "param/out.w" in z.files and "adam/t" in z.files
 
@@ -184,11 +185,26 @@ EVALUATE = str(ROOT / "examples" / "evaluate.py")
 
 
 @pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
+def test_dynamic_training_is_measured_under_the_stochastic_protocol(tmp_path):
+    out = tmp_path / "dyn"
+    r = run(TRAIN, "--data-dir", MNIST, "--out", out, "--max-steps", "2", "--eval-limit", "20",
+            "--n-samples", "0", "--no-progress", "--binarize", "dynamic", *TINY)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_protocol"] == "stochastic" and metrics["run"]["test_protocol"] == "stochastic"
+    r = run(EVALUATE, "--checkpoint", out / "checkpoint.npz", "--data-dir", MNIST, "--limit", "20", "--json",
+            "--protocol", "stochastic")
+    assert r.returncode == 0, r.stderr
+    assert np.isclose(json.loads(r.stdout)["nats_per_pixel"], metrics["epochs"][-1]["test_nats_per_pixel"])
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
 def test_evaluate_json_and_backends_agree():
     r = run(EVALUATE, "--data-dir", MNIST, "--limit", "60", "--json")
     assert r.returncode == 0, r.stderr
     ours = json.loads(r.stdout)
-    assert set(ours) == {"nats_per_image", "nats_per_pixel", "bits_per_dim", "perplexity"}
+    assert set(ours) == {"nats_per_image", "nats_per_pixel", "bits_per_dim", "perplexity", "protocol", "draws"}
+    assert (ours["protocol"], ours["draws"]) == ("threshold", 1)
     assert 0.03 < ours["nats_per_pixel"] < 0.2                  # the shipped model is trained
     assert np.isclose(ours["nats_per_image"], 784 * ours["nats_per_pixel"])
     assert np.isclose(ours["perplexity"], np.exp(ours["nats_per_pixel"]))
@@ -197,6 +213,22 @@ def test_evaluate_json_and_backends_agree():
     assert r.returncode == 0, r.stderr
     theirs = json.loads(r.stdout)
     assert abs(theirs["nats_per_pixel"] - ours["nats_per_pixel"]) <= 1e-5 * ours["nats_per_pixel"]
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
+def test_evaluate_stochastic_protocol():
+    args = ("--data-dir", MNIST, "--limit", "30", "--json")
+    r = run(EVALUATE, *args, "--protocol", "stochastic", "--draws", "2")
+    assert r.returncode == 0, r.stderr
+    ours = json.loads(r.stdout)
+    assert (ours["protocol"], ours["draws"]) == ("stochastic", 2)
+    threshold = json.loads(run(EVALUATE, *args).stdout)
+    # the shipped model learned threshold digits: Bernoulli-drawn ones are harder for it
+    assert ours["nats_per_pixel"] > threshold["nats_per_pixel"]
+    pytest.importorskip("torch")
+    r = run(EVALUATE, *args, "--protocol", "stochastic", "--draws", "2", "--backend", "torch")
+    assert r.returncode == 0, r.stderr
+    assert abs(json.loads(r.stdout)["nats_per_pixel"] - ours["nats_per_pixel"]) <= 1e-5 * ours["nats_per_pixel"]
 
 
 def test_evaluate_refuses_a_missing_checkpoint():
