@@ -91,11 +91,15 @@ _MAX_NDIM = 32
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _remedy():
-    """The advice appended to every DataError about a file on disk."""
+def _remedy(missing=False):
+    """The advice appended to every DataError about a file on disk (missing=True: the
+    files are simply not there, so there is nothing to delete)."""
     names = ", ".join(name for name, _ in MNIST_FILES.values())
+    first = ("Let the script download them (drop --no-download; they go to the folder above), "
+             if missing else
+             "Download it again (delete the file and re-run, which downloads what is missing), ")
     return (
-        "Download it again (delete the file and re-run, which downloads what is missing), "
+        first +
         f"or point --data-dir (or the {DATA_DIR_ENV} environment variable) at a folder "
         f"containing the four files {names} (gzipped or not)."
     )
@@ -363,7 +367,7 @@ def _check_split(images, labels, split, paths):
         )
 
 
-def load_mnist(data_dir=None, download=True, verify=True):
+def load_mnist(data_dir=None, download=True, verify=True, splits=("train", "test")):
     """Load MNIST as uint8 arrays, downloading missing files first if allowed.
 
     Args:
@@ -372,9 +376,11 @@ def load_mnist(data_dir=None, download=True, verify=True):
         download: fetch missing files into data_dir (created if needed).
         verify: check each file's sha256 against MNIST_FILES. With verify=False any
             IDX files with the same names and layout load (e.g. Fashion-MNIST).
+        splits: which splits to read, ("train", "test") or one of them: evaluating
+            needs only ("test",), and then the training files need not exist.
 
     Returns:
-        dict with
+        dict with, for each split asked for,
             "train_images" (60000, 28, 28) uint8, pixels 0..255
             "train_labels" (60000,) uint8, digits 0..9
             "test_images"  (10000, 28, 28) uint8
@@ -383,24 +389,28 @@ def load_mnist(data_dir=None, download=True, verify=True):
     Raises:
         DataError naming the file for anything missing, corrupt or mis-shaped.
     """
+    splits = tuple(splits)
+    if not splits or any(s not in ("train", "test") for s in splits):
+        raise ValueError(f"splits must name 'train' and/or 'test', got {splits!r}")
     data_dir = resolve_data_dir(data_dir)
-    missing = [name for name, _ in MNIST_FILES.values() if _find_file(data_dir, name) is None]
+    wanted = {key: v for key, v in MNIST_FILES.items() if key.split("_")[0] in splits}
+    missing = [name for name, _ in wanted.values() if _find_file(data_dir, name) is None]
     if missing and download:
         download_mnist(data_dir)
     elif missing:
         raise DataError(
-            f"{data_dir}: missing {', '.join(missing)} and download=False. {_remedy()}"
+            f"{data_dir}: missing {', '.join(missing)} and download=False. {_remedy(missing=True)}"
         )
 
     arrays, paths = {}, {}
-    for key, (filename, sha256) in MNIST_FILES.items():
+    for key, (filename, sha256) in wanted.items():
         path = _find_file(data_dir, filename)
         if path is None:  # vanished between download and now
             raise DataError(f"{Path(data_dir) / filename}: file not found. {_remedy()}")
         paths[key] = path
         arrays[key] = read_idx(path, expected_sha256=sha256 if verify else None)
 
-    for split in ("train", "test"):
+    for split in splits:
         _check_split(
             arrays[f"{split}_images"],
             arrays[f"{split}_labels"],

@@ -278,8 +278,24 @@ def test_load_mnist_downloads_missing_files(tmp_path, fake_server):
 
 
 def test_load_mnist_without_download_names_missing_files(tmp_path, fake_server):
-    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz.*download=False"):
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz.*download=False") as info:
         load_mnist(tmp_path, download=False)
+    # an empty folder has no file to delete: the advice is to download
+    assert "delete the file" not in str(info.value) and "--no-download" in str(info.value)
+
+
+def test_load_mnist_test_split_alone_needs_only_the_test_files(tmp_path, fake_server):
+    arrays, _, calls = fake_server
+    for key, (filename, _) in data.MNIST_FILES.items():
+        if key.startswith("test"):
+            (tmp_path / filename).write_bytes(gzip.compress(make_idx(arrays[key])))
+    loaded = load_mnist(tmp_path, download=False, splits=("test",))
+    assert sorted(loaded) == ["test_images", "test_labels"] and calls == []
+    np.testing.assert_array_equal(loaded["test_images"], arrays["test_images"])
+    with pytest.raises(DataError, match="train-images"):              # the control: both splits need both
+        load_mnist(tmp_path, download=False)
+    with pytest.raises(ValueError, match="splits"):
+        load_mnist(tmp_path, download=False, splits=("validation",))
 
 
 def test_load_mnist_accepts_uncompressed_files(tmp_path, fake_server):
