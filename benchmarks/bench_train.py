@@ -13,6 +13,15 @@ whose weights are multiplied by the mask. Prints medians, the ratio ours/PyTorch
 breakdown of where our step spends its time (per layer for the seed net; per function
 from a profiled step for both), and the peak RSS of each side measured in a fresh
 subprocess that runs only that side (a few training steps).
+
+How far from the machine's limit: one instrumented step records every GEMM the engine
+runs (each `conv._correlate` and `conv._weight_grad` call: forward, dx and dW of every
+layer), counts its kept-tap multiply-adds (N*H*W * O * C*T, T kept taps; 2 FLOP each),
+then times this box's own sgemm (np.matmul, float32, the same threads) on each of those
+shapes as one whole-batch GEMM, in the same run. `kept-tap GFLOP / our step time` is the
+engine's effective rate; `sgemm time of the step's GEMMs / our step time` is the
+fraction of the matrix-multiply limit it reaches (everything else in the step, the
+gathers, ReLU, loss and Adam, counts against it).
 PyTorch is optional: without it, only our timings are printed.
 """
 
@@ -167,6 +176,63 @@ def torch_step(s):
     return loss.item()
 
 
+def step_gemms(s):
+    """[(kind, M, K, N)] of every GEMM of one training step of ours (M x K times K x N),
+    recorded by wrapping the engine's two GEMM drivers for one step."""
+    from pixelcnn_np import conv
+    shapes = []
+    correlate, weight_grad = conv._correlate, conv._weight_grad
+
+    def rec_correlate(x, wk, taps, *a):
+        N, C, H, W = x.shape
+        if len(taps):
+            shapes.append(("y = Wk cols", wk.shape[0], wk.shape[1], N * H * W))
+        return correlate(x, wk, taps, *a)
+
+    def rec_weight_grad(x, dy, taps, *a):
+        N, C, H, W = x.shape
+        if len(taps):
+            shapes.append(("dWk = dy cols^T", dy.shape[1], N * H * W, C * len(taps)))
+        return weight_grad(x, dy, taps, *a)
+    conv._correlate, conv._weight_grad = rec_correlate, rec_weight_grad
+    try:
+        ours_step(s)
+    finally:
+        conv._correlate, conv._weight_grad = correlate, weight_grad
+    return shapes
+
+
+def sgemm_seconds(M, K, N, reps=3):
+    """Median seconds of this box's float32 np.matmul (M, K) @ (K, N)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((M, K), dtype=np.float32)
+    b = rng.standard_normal((K, N), dtype=np.float32)
+    a @ b
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def limit_report(s, t_step):
+    """Lines: the step's kept-tap GFLOP, our effective GFLOP/s, and this box's sgemm
+    GFLOP/s on the same shapes (each distinct shape timed once, counted as often as run)."""
+    shapes = step_gemms(s)
+    counts = {}
+    for shape in shapes:
+        counts[shape] = counts.get(shape, 0) + 1
+    flop = sum(2 * M * K * N * c for (_, M, K, N), c in counts.items())
+    t_gemm = sum(sgemm_seconds(M, K, N) * c for (_, M, K, N), c in counts.items())
+    lines = [f"kept-tap work: {flop / 1e9:.1f} GFLOP per step in {len(shapes)} GEMMs"]
+    for (kind, M, K, N), c in sorted(counts.items(), key=lambda kv: -kv[0][1] * kv[0][2] * kv[0][3] * kv[1]):
+        lines.append(f"    {c:2d} x {kind:16s} {M:5d} x {K:6d} x {N:6d}")
+    lines.append(f"  this box's sgemm on those shapes: {t_gemm:.3f} s, {flop / 1e9 / t_gemm:.1f} GFLOP/s")
+    lines.append(f"  ours: {flop / 1e9 / t_step:.1f} GFLOP/s effective = {t_gemm / t_step:.0%} of the sgemm limit")
+    return lines
+
+
 # ----------------------------------------------------------------------------------
 
 def peak_rss_mb():
@@ -246,6 +312,8 @@ def main():
     if theirs:
         print(f"  PyTorch median {np.median(t_torch):.3f} s/step  (min {min(t_torch):.3f}), torch {torch.__version__}")
         print(f"  ratio ours/PyTorch = {np.median(t_ours) / np.median(t_torch):.3f}")
+    for line in limit_report(ours, float(np.median(t_ours))):
+        print(line)
     if config["model"] in ("pixelcnn", "dilated"):
         print("per-layer breakdown (ours, median seconds):")
         print(f"  {'layer':8s} {'forward':>8s} {'backward':>9s}")
