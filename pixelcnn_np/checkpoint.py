@@ -14,7 +14,9 @@ A checkpoint is one NumPy .npz archive (a zip of .npy files), readable with noth
 Writing is atomic: the archive is written to a temp file in the same folder, fsynced,
 then renamed over the old one with os.replace, so a crash or Ctrl-C mid-save leaves the
 previous checkpoint intact. Loading checks everything and raises `CheckpointError`
-(naming the file) for a missing, truncated, corrupt, or too-new checkpoint.
+(naming the file) for a missing, truncated, corrupt, or too-new checkpoint, and for
+contents that disagree with themselves (`check_consistent`: the config, each parameter's
+shape, dtype and values, the Adam state); `check_resumable` adds what resuming needs.
 
 Config and meta go through JSON, so tuples come back as lists.
 """
@@ -26,10 +28,13 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .models import get_model, make_config
 
 FORMAT_VERSION = 1
 
@@ -113,8 +118,8 @@ def _check_opt_state(opt_state, param_shapes, where):
         lines = _mismatch_lines(opt_state[moment], param_shapes)
         if lines:
             raise CheckpointError(
-                f"{where}: Adam moment {moment} does not match the parameters:\n"
-                + "\n".join(lines)
+                f"{where}: Adam moment {moment} does not match the parameters: "
+                + "; ".join(line.strip() for line in lines)
             )
 
 
@@ -245,19 +250,17 @@ def _split_entries(entries, path):
     return params, m, v
 
 
-def load_checkpoint(path):
-    """Read and validate a checkpoint written by `save_checkpoint`.
+def read_checkpoint(path):
+    """Read a checkpoint as it was written, checking the archive but not the model.
 
-    Args:
-        path: str or Path.
+    Everything `load_checkpoint` checks about the *file*: it exists, is an .npz, is not
+    truncated or corrupt, is not from a newer pixelcnn_np, has its required entries (and
+    adam/t, if it has Adam moments). Not checked: whether its contents agree with
+    themselves, the config with the parameters, the parameters with the Adam moments
+    (`check_consistent`). Use it to inspect a checkpoint that `load_checkpoint` refuses.
 
-    Returns:
-        Checkpoint with in-memory arrays (the file is closed afterwards).
-
-    Raises:
-        CheckpointError naming `path` if the file is missing, not an .npz, truncated
-        or corrupt, written by a newer pixelcnn_np, missing entries, or has optimizer
-        moments whose names or shapes differ from the params.
+    Returns a Checkpoint with in-memory arrays (the file is closed afterwards).
+    Raises CheckpointError naming `path`.
     """
     path = Path(path)
     entries = _read_npz(path)
@@ -282,11 +285,198 @@ def load_checkpoint(path):
         if _ADAM_T not in entries:
             raise CheckpointError(f"{path}: has Adam moments but no {_ADAM_T}")
         opt_state = {"t": _scalar_int(entries, _ADAM_T, path), "m": m, "v": v}
-        _check_opt_state(opt_state, {name: arr.shape for name, arr in params.items()}, str(path))
 
     return Checkpoint(
         params=params, config=config, opt_state=opt_state, meta=meta, format_version=version
     )
+
+
+def load_checkpoint(path, *, for_resume=False):
+    """Read a checkpoint written by `save_checkpoint` and check that it is usable.
+
+    Args:
+        path: str or Path.
+        for_resume: also require what resuming training needs (`check_resumable`):
+            Adam state and the meta keys "run", "epoch", "batch", "history". Leave it
+            False for sampling and evaluation: a weights-only export such as
+            pixelcnn_np/pretrained.npz has neither.
+
+    Returns:
+        Checkpoint with in-memory arrays (the file is closed afterwards).
+
+    Raises:
+        CheckpointError, one line naming `path` and the offending entry, if the file
+        is missing, not an .npz, truncated or corrupt, written by a newer pixelcnn_np,
+        or its contents disagree with themselves (`check_consistent`: the config, each
+        parameter's shape, dtype and values, the Adam state), or (for_resume) it lacks
+        what a resume reads.
+    """
+    ckpt = read_checkpoint(path)
+    check_consistent(ckpt, where=str(path))
+    if for_resume:
+        check_resumable(ckpt, where=str(path))
+    return ckpt
+
+
+# ----------------------------------------------------------------------------------
+# Contents that agree with themselves
+# ----------------------------------------------------------------------------------
+# A checkpoint can be a perfectly readable archive and still be useless: a NaN in one
+# weight (sampling then draws black images, evaluation prints nan), a config whose
+# "hidden" disagrees with the weights (a broadcast error deep in the forward pass),
+# float16 or integer weights (a TypeError in the first layer), a meta without the run
+# settings (a KeyError on --resume). Each check below turns one of these into a
+# CheckpointError that names the entry, before any script uses the checkpoint.
+
+PARAM_DTYPES = (np.float32, np.float64)     # what the layers compute in (validation.py)
+
+_RESUME_META = {
+    "run": "the run settings a resume compares (batch size, seed, binarization, schedule)",
+    "epoch": "the epoch to resume in",
+    "batch": "the batch of that epoch to resume at",
+    "history": "the loss history the run goes on appending to",
+}
+_EPOCH_ROW_KEYS = ("epoch", "step", "train", "test", "seconds")   # one row of history["epochs"]
+
+
+def _checked_config(config, where):
+    """The config must be one `make_config` builds: a known model, no unknown keys,
+    valid values, and every key present (a missing key would be a KeyError later).
+    Returns param_shapes(config)."""
+    overrides = {k: v for k, v in config.items() if k != "model"}
+    try:
+        complete = make_config(config.get("model"), **overrides)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{where}: config_json is not a valid config: {err}") from err
+    for key, value in complete.items():
+        if key not in config:
+            raise CheckpointError(f"{where}: config_json has no {key!r} (the model needs it; "
+                                  f"its default is {value!r})")
+        if config[key] is None:
+            raise CheckpointError(f"{where}: config_json {key!r} is null")
+    try:
+        return get_model(config).param_shapes(config)
+    except (ValueError, TypeError, KeyError) as err:
+        raise CheckpointError(f"{where}: config_json is not a valid config: {err!r}") from err
+
+
+def _describe_config(config):
+    """'hidden 8, n_layers 2, ...': the config in a message."""
+    return ", ".join(f"{k} {v}" for k, v in config.items() if k != "model")
+
+
+def _check_arrays(arrays, prefix, shapes, dtype, where, source):
+    """arrays {name: array} must have exactly the names of `shapes`, each its shape, the
+    one `dtype` (None: float32 or float64, whichever most of them have) and finite values.
+    Entries are named prefix + name in messages ("param/conv0.w"); `source` says where
+    the expected names and shapes come from. Returns the dtype."""
+    for name in shapes:
+        if name not in arrays:
+            raise CheckpointError(f"{where}: {prefix}{name} is missing ({len(arrays)} stored, "
+                                  f"{len(shapes)} expected from {source})")
+    for name in arrays:
+        if name not in shapes:
+            raise CheckpointError(f"{where}: {prefix}{name} is not among the {len(shapes)} parameters "
+                                  f"expected from {source}")
+    for name, shape in shapes.items():
+        if arrays[name].shape != tuple(shape):
+            raise CheckpointError(f"{where}: {prefix}{name} has shape {arrays[name].shape}, "
+                                  f"expected {tuple(shape)} from {source}")
+    for name in shapes:
+        if arrays[name].dtype.type not in PARAM_DTYPES:
+            raise CheckpointError(f"{where}: {prefix}{name} has dtype {arrays[name].dtype}; the layers "
+                                  f"compute in float32 or float64 (convert with .astype(np.float32))")
+    if dtype is None:      # the dtype most parameters have, so the odd one out is the one named
+        dtype = Counter(arrays[name].dtype for name in shapes).most_common(1)[0][0]
+    for name in shapes:
+        if arrays[name].dtype != dtype:
+            raise CheckpointError(f"{where}: {prefix}{name} is {arrays[name].dtype} but the parameters "
+                                  f"are {dtype}; a checkpoint holds one dtype")
+    for name in shapes:
+        finite = np.isfinite(arrays[name])
+        if not finite.all():
+            bad = finite.size - int(np.count_nonzero(finite))
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise CheckpointError(f"{where}: {prefix}{name} has {bad} non-finite value(s) (NaN or inf), "
+                                  f"the first at index {first}")
+    return dtype
+
+
+def check_consistent(ckpt, where="checkpoint"):
+    """Raise CheckpointError unless the checkpoint's contents agree with themselves:
+
+    * config: a known model, no unknown keys, valid values, every key the model reads;
+    * params: exactly the names of `get_model(config).param_shapes(config)`, each with
+      its shape; all float32 or all float64; every value finite;
+    * opt_state (if any): t an integer >= 0; m and v with the params' names, shapes and
+      dtype, finite, and v >= 0 (it is a running mean of squared gradients).
+
+    Each message is one line naming `where` and the entry, e.g. "ckpt.npz: param/conv1.w
+    has shape (4, 4, 3, 3), expected (8, 8, 3, 3) from the config (hidden 8, n_layers 2, ...)".
+    """
+    shapes = _checked_config(ckpt.config, where)
+    dtype = _check_arrays(ckpt.params, _PARAM, shapes, None, where,
+                          source=f"the config ({_describe_config(ckpt.config)})")
+    if ckpt.opt_state is None:
+        return
+    t = ckpt.opt_state["t"]
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+        raise CheckpointError(f"{where}: {_ADAM_T} (Adam's step count) must be an integer >= 0, got {t!r}")
+    for prefix, moment in ((_ADAM_M, ckpt.opt_state["m"]), (_ADAM_V, ckpt.opt_state["v"])):
+        _check_arrays(moment, prefix, shapes, dtype, where, source="the parameters")
+    for name, v in ckpt.opt_state["v"].items():
+        if (v < 0).any():
+            raise CheckpointError(f"{where}: {_ADAM_V}{name} has negative values; Adam's second moment "
+                                  f"is a running mean of squared gradients")
+
+
+def _is_int(value, low=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def check_resumable(ckpt, where="checkpoint"):
+    """Raise CheckpointError unless training can resume from `ckpt`: it has Adam state
+    and the meta that train_mnist.py / train_torch.py read back (`_RESUME_META`):
+
+        meta["run"]      a dict (the run settings)
+        meta["epoch"]    int >= 0          meta["batch"]   int >= 0
+        meta["history"]  {"step_loss": [[step, loss], ...], "epochs": [{epoch, step, train,
+                          test, seconds}, ...]}, finite numbers
+        meta["elapsed"]  optional, a number >= 0
+
+    Call it after `load_checkpoint` (or use load_checkpoint(path, for_resume=True)).
+    """
+    if ckpt.opt_state is None:
+        raise CheckpointError(f"{where}: has no Adam state (adam/t, adam/m, adam/v): a weights-only "
+                              f"export can be sampled and evaluated, not resumed")
+    meta = ckpt.meta
+    for key, what in _RESUME_META.items():
+        if key not in meta:
+            raise CheckpointError(f"{where}: meta_json has no {key!r} ({what}); it cannot be resumed")
+    if not isinstance(meta["run"], dict):
+        raise CheckpointError(f"{where}: meta_json 'run' must be an object, got {meta['run']!r}")
+    for key in ("epoch", "batch"):
+        if not _is_int(meta[key]):
+            raise CheckpointError(f"{where}: meta_json {key!r} must be an integer >= 0, got {meta[key]!r}")
+    if "elapsed" in meta and not (_is_number(meta["elapsed"]) and meta["elapsed"] >= 0):
+        raise CheckpointError(f"{where}: meta_json 'elapsed' must be a number >= 0, got {meta['elapsed']!r}")
+    history = meta["history"]
+    if not isinstance(history, dict) or not isinstance(history.get("step_loss"), list) \
+            or not isinstance(history.get("epochs"), list):
+        raise CheckpointError(f"{where}: meta_json 'history' must be an object with lists 'step_loss' "
+                              f"and 'epochs'")
+    for i, row in enumerate(history["step_loss"]):
+        if not (isinstance(row, list) and len(row) == 2 and _is_int(row[0], 1) and _is_number(row[1])):
+            raise CheckpointError(f"{where}: meta_json 'history' step_loss[{i}] must be [step, loss] "
+                                  f"with finite numbers, got {row!r}")
+    for i, row in enumerate(history["epochs"]):
+        if not (isinstance(row, dict) and all(_is_number(row.get(k)) for k in _EPOCH_ROW_KEYS)):
+            raise CheckpointError(f"{where}: meta_json 'history' epochs[{i}] must have finite numbers "
+                                  f"{list(_EPOCH_ROW_KEYS)}, got {row!r}")
 
 
 # ----------------------------------------------------------------------------------
