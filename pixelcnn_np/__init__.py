@@ -7,14 +7,18 @@ Every forward and backward pass is plain code you can read and step through:
     activations.py  ReLU, sigmoid, tanh, ELU, softmax (forward/backward pairs)
     losses.py       binary and 256-way cross-entropy from logits (loss + gradient)
     adam.py         Adam as a pure function over the parameter dict
-    pixelcnn.py     the seed PixelCNN: forward and backward written out
+    init.py         initial weights: normal over the kept fan-in, zero biases
+    models.py       the model contract, the registry, config, model input and loss
+    pixelcnn.py     the PixelCNN: forward and backward written out (seed and dilated)
     gated.py        Gated PixelCNN: two stacks, gated units, no blind spot
     residual.py     PixelCNN with residual blocks
-    dilated.py      the plain stack with dilated convolutions
-    models.py       config, model input and loss shared by every model
+    attention.py    causal self-attention: the layer, reference and engine
+    attention_pixelcnn.py  the PixelCNN with self-attention blocks
+    conditioning.py class conditioning: a learned bias per label
     train.py        the training loop and evaluation
     sampling.py     raster-scan sampling: naive reference and cached
     torch_bridge.py the same models as PyTorch modules (optional, for cross-checks)
+    torch_models.py those PyTorch modules (imports torch)
     metrics.py      nats/pixel, nats/image, bits/dim, perplexity
     data.py         MNIST: IDX parsing, download with checksums, binarization
     checkpoint.py   atomic, versioned .npz checkpoints

@@ -1,12 +1,12 @@
-"""Causal self-attention over the H*W positions in raster order, and a PixelCNN that
-uses it between masked convolutions (in the spirit of PixelSNAIL, Chen et al., 2018).
+"""Causal self-attention over the H*W positions in raster order: the layer, forward and
+backward (the model that stacks it between masked convolutions is attention_pixelcnn.py).
 
 A masked convolution reads a fixed window around p; stacked, the windows grow slowly
 and leave a blind spot. Attention lets the position p read *every* allowed position at
 once, weighted by content: one block, and the whole past is in reach.
 
-Part 1: the layer
------------------
+The layer
+---------
 For one image, flatten the positions in raster order, p = i W + j (D = H W of them),
 and put the channels last: X (D, C). With d = key_channels,
 
@@ -79,88 +79,30 @@ The backward pass recomputes A = exp(S - lse) tile by tile (one product and one
 exponential per tile, as FlashAttention does), so the (D, D) weights only ever exist
 one (8, 56, <= 784) tile at a time, in the CPU cache. It also never forms
 rowsum(A * dA): that sum is sum_q A[p, q] <dO_p, V_q> = <dO_p, O_p> = delta_p, an
-(N, D) product. Measured (batch 64, one thread), keeping A instead saved at most 7%
-(into one preallocated 85 MB buffer; kept as separate tile arrays it was 30% slower):
-writing and re-reading 85 MB per step costs about what the recomputation does.
+(N, D) product. Keeping A would save the recomputation (one product and one
+exponential per tile) at the price of writing and re-reading those 85 MB every step;
+benchmarks/results/attention.md has the measurement of both.
 
-Part 2: the model
------------------
-    x (N, 1, H, W)
-    -> conv0: F x F mask-A conv, 1 -> h       -> ReLU            sees x_<p
-    -> for l = 1..L:  K x K mask-B conv, h -> h -> ReLU           still only x_<p
-                      and, when l is a multiple of attention_every,
-                      h = h + Attn_l(h)   (keys q <= p)          still only x_<p
-    -> out: 1 x 1 conv, h -> 1 logit (binary) or 256 logits (8-bit) per pixel
-
-An attention block lets p read the features of every position q <= p, and those carry
-whatever pixels the convolutions below brought there. So the plain stack's blind spot
-(the wedge of earlier pixels above and to the right of p) is reached: a pixel there is
-in the conv reach of positions just right of it, which come before p.
-tests/test_attention.py checks this with our input gradient. attention_every = 0 gives
-the same network without attention (the conv-only baseline of the step-time comparison).
-
-Defaults: F = 7, K = 3, h = 32, L = 6, one attention block after layer 4, d = 8.
-Cost (batch 64, float32, 28 x 28, one BLAS thread, `benchmarks/bench_attention.py
---width 32,48,64`, medians of 9): one block's forward + backward takes 0.080 s at h = 32,
-3.6x one 3x3 mask-B conv layer of the same width (0.022 s) and 0.83x one 7x7 mask-B layer;
-at h = 48 it is 1.96x a 3x3 layer, at h = 64 1.25x. The block's cost barely depends on h:
-its (D, D) part does 7d + 3 = 59 multiply-adds per computed score (S and [V; 1]^T E^T
-forward; S - lse, dV, dA - delta, dQ, dK backward) and two exponentials, about 21 M
-scores per step, 1.38 G multiply-adds in all at h = 32; a 3x3 mask-B layer does
-3 x 5 h^2 per position, 0.77 G at h = 32 and four times that at h = 64. So at h = 32
-the block has 1.8x the conv's arithmetic before any exponential. Timed one by one on
-tiles of the engine's size, its seven products take 1.7 ns per score (near the conv's
-rate), the two exponentials 0.7 ns and the max, subtract and multiply passes 0.3 ns:
-2.8 ns x 21 M = 58 ms of the 80. (PyTorch's causal
-scaled_dot_product_attention, timed the same way, is 6.5x slower than this block.)
-A 64-wide attention model learns less per second than the 32-wide default, though
-(README: 0.0814 against 0.0799 nats/pixel in 15 minutes on one core).
-
-Parameters, one flat dict: "conv0.w" (h, 1, F, F), "conv{l}.w" (h, h, K, K), their ".b";
-per attention block after layer l: "attn{l}.pos" (h, H, W), "attn{l}.q.w", ".k.w",
-".v.w" (d, h), "attn{l}.o.w" (h, d), and the biases "attn{l}.q.b", ".v.b" (d,) and
-"attn{l}.o.b" (h,); "out.w" (c_out, h, 1, 1), "out.b" (c_out,). A class-conditional
-config (n_classes = K > 0) adds "conv{l}.cond" (h, K) for every conv: the label's bias
-before each ReLU (conditioning.py), so every feature the attention blocks read carries it.
-
-The backward pass sums the gradients that meet where h feeds both the skip and the
-attention block (d h = d h' + dX of the block), as in residual.py.
+One position at a time
+----------------------
+The cached sampler (sampling.sample_cached) needs the block at one position p only,
+once the features at every q <= p are known: `attend_one_position` stores K_p and V_p
+into per-block caches of the keys and values and attends over the cached q <= p,
+the same sums as above for one row of S.
 """
 
 import math
 
 import numpy as np
 
-from .activations import relu_backward, relu_forward, softmax
-from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
-from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
-from .pixelcnn import out_channels
-from .validation import check_float_array, check_input
-
-DEFAULTS = {
-    "model": "attention",
-    "hidden": 32,               # h, channels of every hidden layer (and of the attention input/output)
-    "n_layers": 6,              # L, mask-B layers after the mask-A layer
-    "kernel_size": 3,           # K, the mask-B convs
-    "first_kernel_size": 7,     # F, the mask-A conv
-    "attention_every": 4,       # an attention block after mask-B layers 4, 8, ... (0: none)
-    "key_channels": 8,          # d, channels of queries, keys and values
-    "pixels": "binary",         # "binary" (1 logit/pixel) or "8bit" (256 logits/pixel)
-    "height": 28,
-    "width": 28,
-}
-
-CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditioning.py)
+from .activations import softmax
+from .validation import check_float_array
 
 QUERY_TILE = 56          # queries per tile (two image rows at W = 28), see query_tiles
 IMAGE_GROUP = 8          # images per tile product: a (8, 56, 784) float32 tile is 1.4 MB, in L2
 NO_KEY_LSE = 1e30        # log-denominator of a row with no key: exp(S - 1e30) = 0 in float32 and float64
 ATTENTION_PARTS = ("pos", "q.w", "q.b", "k.w", "v.w", "v.b", "o.w", "o.b")
 
-
-# ==================================================================================
-# Part 1: the causal self-attention layer
-# ==================================================================================
 
 def key_mask(D, include_self=True):
     """(D, D) bool: entry [p, q] is True when the query at p may see the key at q,
@@ -334,157 +276,9 @@ def causal_attention_backward(dy, cache):
     return dx, g
 
 
-# ==================================================================================
-# Part 2: the model
-# ==================================================================================
-
-def _check_config(config):
-    for key in ("attention_every", "key_channels"):
-        v = config[key]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if key == "attention_every" else 1):
-            raise ValueError(f"config[{key!r}] must be a {'non-negative' if key == 'attention_every' else 'positive'} "
-                             f"integer, got {v!r}")
-
-
-def attention_layers(config):
-    """The mask-B layers l (1..L) followed by an attention block: multiples of attention_every."""
-    _check_config(config)
-    every = config["attention_every"]
-    return [l for l in range(1, config["n_layers"] + 1) if every and l % every == 0]
-
-
-def block_params(params, l):
-    """The attention block after layer l, as the layer functions want it: {"q.w": ..., ...}."""
-    return {part: params[f"attn{l}.{part}"] for part in ATTENTION_PARTS}
-
-
-def param_shapes(config):
-    """{name: shape} of every parameter, in the order the forward pass uses them."""
-    h, K, F, d = config["hidden"], config["kernel_size"], config["first_kernel_size"], config["key_channels"]
-    H, W = config["height"], config["width"]
-    blocks = attention_layers(config)
-    shapes = {}
-    for l in range(config["n_layers"] + 1):
-        shapes[f"conv{l}.w"], shapes[f"conv{l}.b"] = ((h, 1, F, F) if l == 0 else (h, h, K, K)), (h,)
-        if n_classes(config):
-            shapes[f"conv{l}.cond"] = (h, n_classes(config))            # class-conditional: bias per label
-        if l in blocks:
-            a = f"attn{l}."
-            shapes[a + "pos"] = (h, H, W)
-            shapes[a + "q.w"], shapes[a + "q.b"] = (d, h), (d,)
-            shapes[a + "k.w"] = (d, h)                                  # no key bias (see above)
-            shapes[a + "v.w"], shapes[a + "v.b"] = (d, h), (d,)
-            shapes[a + "o.w"], shapes[a + "o.b"] = (h, d), (h,)
-    shapes["out.w"], shapes["out.b"] = (out_channels(config), h, 1, 1), (out_channels(config),)
-    return shapes
-
-
-def init_params(config, rng, dtype=np.float32):
-    """Convs: He-normal over the kept fan-in (masked taps zero), zero biases, as pixelcnn.py.
-    Attention: q, k, v normal with variance 1 / h (LeCun: unit-scale projections of
-    unit-scale features); o with variance 1 / (d B) for B blocks, so that B residual
-    blocks add about one feature's worth of variance in all (the reasoning of
-    residual.py's expand layer); pos standard normal, as large as the features, so that
-    positions are told apart from the first step."""
-    from .masks import causal_mask
-
-    B = max(1, len(attention_layers(config)))
-    params = {}
-    for name, shape in param_shapes(config).items():
-        if name.endswith((".b", ".cond")):
-            w = np.zeros(shape)
-        elif name.endswith(".pos"):
-            w = rng.standard_normal(shape)
-        elif name.startswith("attn"):
-            fan_in = shape[1]
-            gain = 1.0 / B if name.endswith(".o.w") else 1.0
-            w = rng.standard_normal(shape) * np.sqrt(gain / fan_in)
-        else:
-            O, C, K, _ = shape
-            mask = np.ones((K, K)) if name == "out.w" else causal_mask(K, "A" if name == "conv0.w" else "B")
-            gain = 1.0 if name == "out.w" else 2.0
-            w = rng.standard_normal(shape) * np.sqrt(gain / (C * mask.sum())) * mask
-        params[name] = w.astype(dtype)
-    return params
-
-
-def forward(params, x, config, labels=None):
-    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`.
-    labels (N,) ints: the class of each image, for a class-conditional config only (it
-    adds the learned bias conv{l}.cond[:, y] before every ReLU, as pixelcnn.py does; the
-    attention blocks read features that already carry it)."""
-    check_input(x, config)
-    labels = check_labels(labels, len(x), config)
-    blocks = attention_layers(config)
-    caches = []
-    h = x
-    for l in range(config["n_layers"] + 1):                     # conv0 is mask A, the rest B
-        h, c_conv = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"],
-                                          "A" if l == 0 else "B")                          # (N, h, H, W)
-        c_cond = None
-        if labels is not None:
-            bias, c_cond = label_bias_forward(labels, params[f"conv{l}.cond"])            # (N, h, 1, 1)
-            h += bias
-        h, c_relu = relu_forward(h)
-        c_attn = None
-        if l in blocks:
-            y, c_attn = causal_attention_forward(h, block_params(params, l))                # (N, h, H, W)
-            h = h + y                                                                       # residual
-        caches.append((c_conv, c_cond, c_relu, c_attn))
-    logits, c_out = conv2d_forward(h, params["out.w"], params["out.b"])                     # (N, c_out, H, W)
-    return logits, (caches, c_out)
-
-
-def backward(dlogits, cache, need_dx=False):
-    """dlogits (N, c_out, H, W) -> grads, a dict with the keys of params (and, with
-    need_dx, "x": the gradient with respect to the input image, (N, 1, H, W))."""
-    caches, c_out = cache
-    grads = {}
-    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)                    # (N, h, H, W)
-    for l in range(len(caches) - 1, -1, -1):
-        c_conv, c_cond, c_relu, c_attn = caches[l]
-        if c_attn is not None:
-            dx_attn, g = causal_attention_backward(dh, c_attn)
-            dh = dh + dx_attn                       # h fed the skip and the block: summed
-            for part, grad in g.items():
-                grads[f"attn{l}.{part}"] = grad
-        dh = relu_backward(dh, c_relu)
-        if c_cond is not None:
-            grads[f"conv{l}.cond"] = label_bias_backward(dh, c_cond)
-        dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = masked_conv2d_backward(
-            dh, c_conv, need_dx=(l > 0 or need_dx))
-    if need_dx:
-        grads["x"] = dh
-    return grads
-
-
 # ----------------------------------------------------------------------------------
-# Fast (cached) sampling
+# One position at a time, for the cached sampler
 # ----------------------------------------------------------------------------------
-# As in pixelcnn.py, every layer is computed only at the pixel p being sampled, from the
-# cached maps of the layer below. An attention block at p needs the keys and values of
-# every position q <= p: they are cached too, one (n, D, d) array each per block, and
-# the block fills them at p right before using them. Nothing waits for a row to end.
-
-def sampler_init(params, config, n, dtype, labels=None):
-    """Cached state for `sampling.sample_cached`: every layer's output map (after its
-    ReLU and its attention block), channels-last (n, H, W, h); every block's keys and
-    values (n, D, d); each masked conv's `row_conv_plan`; (conditional models) each
-    layer's label bias (n, h)."""
-    from .conv import row_conv_plan
-    from .masks import causal_mask
-
-    labels = check_labels(labels, n, config)
-    H, W, h, d = config["height"], config["width"], config["hidden"], config["key_channels"]
-    plans = [row_conv_plan(params[f"conv{l}.w"], params[f"conv{l}.b"], causal_mask(
-        params[f"conv{l}.w"].shape[2], "A" if l == 0 else "B"), 1) for l in range(config["n_layers"] + 1)]
-    blocks = attention_layers(config)
-    return {"maps": [np.zeros((n, H, W, h), dtype=dtype) for _ in plans], "plans": plans,
-            "keys": {l: np.zeros((n, H * W, d), dtype=dtype) for l in blocks},
-            "values": {l: np.zeros((n, H * W, d), dtype=dtype) for l in blocks},
-            "cond": [params[f"conv{l}.cond"][:, labels].T if labels is not None else 0 for l in range(len(plans))],
-            "out_w": np.ascontiguousarray(params["out.w"][:, :, 0, 0].T)}                 # (h, c_out)
-
 
 def attend_one_position(ap, keys, values, h_p, i, j, W):
     """The attention block's output Y_p (n, C) at one position p = i W + j, from the
@@ -499,24 +293,3 @@ def attend_one_position(ap, keys, values, h_p, i, j, W):
     a = softmax(s, axis=1)
     o = np.einsum("nq,nqe->ne", a, values[:, :p + 1])                                 # (n, d)
     return o @ ap["o.w"].T + ap["o.b"]                                                # (n, C)
-
-
-def sampler_logits(params, state, x, i, j, config):
-    """Logits (n, c_out) at pixel (i, j); fills every layer's map (and every block's key
-    and value) at (i, j). x (n, 1, H, W) is channels-last (n, H, W, 1) in memory."""
-    from .conv import conv2d_row_nhwc
-
-    n, _, H, W = x.shape
-    h_in = x.reshape(n, H, W, 1)
-    for l, (plan, h_map, cond) in enumerate(zip(state["plans"], state["maps"], state["cond"])):
-        h = np.maximum(conv2d_row_nhwc(h_in, plan, i, j, j + 1)[:, 0] + cond, 0)     # (n, h) conv, label, ReLU
-        if l in state["keys"]:
-            h = h + attend_one_position(block_params(params, l), state["keys"][l], state["values"][l],
-                                        h, i, j, W)
-        h_map[:, i, j, :] = h
-        h_in = h_map
-    return h_in[:, i, j, :] @ state["out_w"] + params["out.b"]                        # (n, c_out)
-
-
-def sampler_row_done(params, state, x, i, config):
-    """Nothing to do at the end of a row: every layer runs pixel by pixel."""

@@ -38,14 +38,18 @@ branch) and at v_pre (it feeds both the next vertical layer, via the gate, and t
 
 import numpy as np
 
-from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
 from .activations import elu_backward, elu_forward, gate_backward, gate_forward, sigmoid
+from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
+from .conv import conv2d_backward, conv2d_forward
+from .init import init_params as _init_params
+from .masks import horizontal_mask, vertical_mask
 from .pixelcnn import out_channels
 from .validation import check_input
-from .conv import conv2d_backward, conv2d_forward
-from .masks import horizontal_mask, vertical_mask
 
-CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditioning.py)
+DISPLAY_NAME = "Gated PixelCNN"
+CONDITIONAL = True          # accepts config["n_classes"] > 0 and labels (conditioning.py)
+LAYERS_KEY = None           # one layer per entry of "dilations" (train_mnist.py: no --layers)
+TORCH_TWIN = "GatedPixelCNN"    # its class in torch_models.py
 
 DEFAULTS = {
     "model": "gated",
@@ -94,20 +98,15 @@ def param_shapes(config):
 
 
 def init_params(config, rng, dtype=np.float32):
-    """Normal weights with variance 1 / (kept fan-in), masked taps zero, zero biases."""
-    params = {}
-    for name, shape in param_shapes(config).items():
-        if name.endswith((".b", ".cond")):
-            params[name] = np.zeros(shape, dtype=dtype)
-            continue
-        layer = name.split(".")[0]
-        mask = np.ones(shape[2:])
+    """Normal weights with variance 1 / (kept fan-in), masked taps zero (init.py), zero
+    biases. Gain 1 (LeCun) everywhere: the stacks feed gates, not ReLUs."""
+    def rule(name, shape):                                          # -> (gain, mask)
+        layer = name.split(".")[0]                                  # "v3", "h0", "link2", "res1", "out"
         if layer[0] in "vh" and layer[1:].isdigit():
             vmask, hmask = _masks(config, int(layer[1:]))
-            mask = vmask if layer[0] == "v" else hmask
-        w = rng.standard_normal(shape) * np.sqrt(1.0 / (shape[1] * mask.sum())) * mask
-        params[name] = w.astype(dtype)
-    return params
+            return 1.0, (vmask if layer[0] == "v" else hmask)
+        return 1.0, None                                            # the 1 x 1 convs
+    return _init_params(param_shapes(config), rng, dtype, rule)
 
 
 def forward(params, x, config, labels=None):
@@ -181,6 +180,27 @@ def backward(dlogits, cache, need_dx=False):
     if need_dx:
         grads["x"] = dx
     return grads
+
+
+def reach(config):
+    """(rows up, columns left, columns right) the field can extend from p: S = (K // 2)
+    * sum of the dilations left, right and up in the vertical stack, plus the one-row
+    shift into the horizontal stack: (S + 1, S, S). No blind spot: for K = 3 and
+    dilations without gaps the field is every earlier pixel within these bounds."""
+    S = (config["kernel_size"] // 2) * sum(config["dilations"])
+    return S + 1, S, S
+
+
+def torch_parameter_names(config):
+    """Our parameter names -> those of the torch twin (torch_models.GatedPixelCNN)."""
+    names = {}
+    for l in range(len(config["dilations"])):
+        for part in ("v", "h", "link") + (("res",) if l > 0 else ()):
+            names[f"{part}{l}.w"], names[f"{part}{l}.b"] = f"layers.{l}.{part}.weight", f"layers.{l}.{part}.bias"
+        if n_classes(config):
+            names[f"v{l}.cond"], names[f"h{l}.cond"] = f"layers.{l}.vcond.weight", f"layers.{l}.hcond.weight"
+    names["out.w"], names["out.b"] = "out.weight", "out.bias"
+    return names
 
 
 # ----------------------------------------------------------------------------------

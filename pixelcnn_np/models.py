@@ -1,44 +1,91 @@
-"""What every model shares: its config, its input, its loss.
+"""What every model shares: the contract a model module keeps, the registry, the config,
+the model's input and its loss.
 
-A model is a module with four plain functions:
+The model contract
+------------------
+A model is one module (pixelcnn.py, gated.py, residual.py, attention_pixelcnn.py) that
+provides these names, and nothing outside it knows more about the model than they say:
 
-    param_shapes(config)            -> {name: shape}
-    init_params(config, rng, dtype) -> params
-    forward(params, x, config)      -> (logits, cache)   (+ labels=..., if conditional)
-    backward(dlogits, cache)        -> grads   (same keys as params)
+  the network, a pair of plain functions and the parameters they use
+    param_shapes(config)                    -> {name: shape}, in the order forward uses them
+    init_params(config, rng, dtype=float32) -> params, {name: array} (init.py)
+    forward(params, x, config, labels=None) -> (logits, cache)
+        x (N, 1, H, W) float (model_input), logits (N, out_channels, H, W); labels (N,)
+        ints for a class-conditional config only
+    backward(dlogits, cache, need_dx=False) -> grads, the keys of params (+ "x" (N, 1, H, W)
+        with need_dx); it leaves the cache as it was, so a cache may be used twice
+    out_channels(config)                    -> 1 (binary pixels) or 256 (8-bit)
 
-`MODELS` maps the config's "model" name to that module; training, checkpoints and
-sampling take any model through these four functions and nothing else.
+  the cached sampler (sampling.sample_cached), computing each layer only at the pixel drawn
+    sampler_init(params, config, n, dtype, labels=None) -> state
+    sampler_logits(params, state, x, i, j, config)      -> logits (n, out_channels) at (i, j)
+    sampler_row_done(params, state, x, i, config)       -> None, once row i of x is complete
 
+  its facts
+    DEFAULTS        every config key the model reads, with its default ("model" too); a
+                    key not in it is an error (make_config), so a key's presence says that
+                    a setting applies to the model (e.g. "dilations", "attention_every")
+    CONDITIONAL     True: it also takes config["n_classes"] > 0 and labels (conditioning.py)
+    DISPLAY_NAME    how figures and messages name it (`describe`)
+    LAYERS_KEY      the config key that counts its layers ("n_layers", "n_blocks"), or None
+                    when "dilations" lists them, one layer per entry
+    reach(config)   -> (rows up, columns left, columns right): how far from p its receptive
+                    field can extend (receptive_field.theoretical_region)
+    TORCH_TWIN      the name of its nn.Module class in torch_models.py
+    torch_parameter_names(config) -> {our name: the twin's state_dict name}
+
+`MODELS` maps the config's "model" name to that module; training, checkpoints, sampling,
+receptive fields and the torch bridge take any model through these names and nothing
+else, and tests/test_model_contract.py checks every entry of MODELS against them. Adding
+a model is one new module and one line in MODELS. One network may be registered under
+two names with different facts (`variant`): "dilated" is pixelcnn.py with its DILATED
+facts.
+
+Configs
+-------
 A config is a plain JSON-serialisable dict (it is stored inside every checkpoint).
 Models whose module sets CONDITIONAL = True also accept "n_classes" (class-conditional,
 see conditioning.py); the key is present only when it is > 0, so unconditional configs
 read exactly as they did before conditioning existed.
 """
 
+import types
+
 import numpy as np
 
-from . import attention, dilated, gated, pixelcnn, residual
+from . import attention_pixelcnn, gated, pixelcnn, residual
 from .losses import bce_with_logits, softmax_cross_entropy
+
+# Every name a model module provides (see above).
+CONTRACT = (
+    "param_shapes", "init_params", "forward", "backward", "out_channels",
+    "sampler_init", "sampler_logits", "sampler_row_done",
+    "DEFAULTS", "CONDITIONAL", "DISPLAY_NAME", "LAYERS_KEY", "reach", "TORCH_TWIN", "torch_parameter_names",
+)
+
+
+def variant(module, facts):
+    """The model of `module` under other facts: a namespace with the module's CONTRACT
+    names, `facts` ({"DEFAULTS": ..., "DISPLAY_NAME": ..., ...}) in place of some.
+    The functions are the module's own: the same network, another name and defaults."""
+    unknown = set(facts) - set(CONTRACT)
+    if unknown:
+        raise ValueError(f"not part of the model contract: {sorted(unknown)}")
+    return types.SimpleNamespace(**{**{name: getattr(module, name) for name in CONTRACT}, **facts})
+
 
 MODELS = {
     "pixelcnn": pixelcnn,
+    "dilated": variant(pixelcnn, pixelcnn.DILATED),
     "gated": gated,
     "residual": residual,
-    "dilated": dilated,
-    "attention": attention,
+    "attention": attention_pixelcnn,
 }
 
 PIXEL_TYPES = ("binary", "8bit")
 
-# How figures and messages name each model.
-DISPLAY_NAMES = {
-    "pixelcnn": "PixelCNN",
-    "gated": "Gated PixelCNN",
-    "residual": "residual PixelCNN",
-    "dilated": "dilated PixelCNN",
-    "attention": "PixelCNN with self-attention",
-}
+# How figures and messages name each model (each module's DISPLAY_NAME).
+DISPLAY_NAMES = {name: module.DISPLAY_NAME for name, module in MODELS.items()}
 
 
 def get_model(config):
@@ -52,7 +99,8 @@ def get_model(config):
 def describe(config):
     """A short human name for a config, e.g. "PixelCNN, 64 channels" or
     "class-conditional Gated PixelCNN, 32 channels, 8-bit"."""
-    name = DISPLAY_NAMES.get(config.get("model"), str(config.get("model")))
+    model = MODELS.get(config.get("model"))
+    name = model.DISPLAY_NAME if model is not None else str(config.get("model"))
     if config.get("n_classes"):
         name = "class-conditional " + name
     text = f"{name}, {config['hidden']} channels" if "hidden" in config else name

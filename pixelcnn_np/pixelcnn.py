@@ -1,26 +1,80 @@
-"""The seed PixelCNN (van den Oord et al., 2016), forward and backward written out.
+"""The PixelCNN (van den Oord et al., 2016): a stack of masked convolutions, forward and
+backward written out.
 
     x (N, 1, H, W)
-    -> conv0: K x K mask-A conv, 1 -> h channels  -> ReLU       sees x_<p
-    -> conv1..convL: K x K mask-B conv, h -> h     -> ReLU       still only x_<p
+    -> conv0: F x F mask-A conv, 1 -> h channels, dilation 1      -> ReLU    sees x_<p
+    -> conv_l (l = 1..L): K x K mask-B conv, h -> h, dilation d_l  -> ReLU    still only x_<p
     -> out: 1 x 1 conv, h -> 1 logit (binary) or 256 logits (8-bit) per pixel
 
-Defaults: K = 7, h = 64, L = 6 (the seed network). Every parameter lives in one flat
-dict: "conv0.w" (h, 1, K, K), "conv0.b" (h,), ..., "out.w" (c_out, h, 1, 1), "out.b".
+Parameters, one flat dict: "conv0.w" (h, 1, F, F), "conv0.b" (h,), "conv{l}.w" (h, h, K, K),
+"conv{l}.b" (h,), "out.w" (c_out, h, 1, 1), "out.b" (c_out,). A class-conditional config
+(n_classes = k > 0) adds "conv{l}.cond" (h, k) to every masked layer: the label's learned
+bias before its ReLU (conditioning.py).
 
-The receptive field of this stack has a *blind spot*: stacking masks that never look
-right-and-up leaves a wedge of earlier pixels above and to the right that no path
-reaches. The gated model fixes that.
+One network, two registered configurations (models.MODELS), because configs and
+checkpoints name both:
+
+    "pixelcnn"  the seed network (DEFAULTS): F = K = 7, h = 64, L = n_layers = 6, every d_l = 1
+    "dilated"   train_mnist.py's default (DILATED): F = 7, K = 3, h = 64, one mask-B
+                layer per entry of dilations = 1, 2, 4, 8, 1, 2 (L = 6)
+
+Dilation
+--------
+A dilated tap (ky, kx) reads the input d (ky - r), d (kx - r) pixels away (r = K // 2,
+see `conv.py`), so a 3x3 kernel with dilation d covers a (2d + 1) x (2d + 1) window
+with 9 weights. Dilation does not touch the mask: it only spreads the *kept* taps
+apart, so the output at p still reads hidden positions <= p and x_<p only.
+
+Receptive field, and the blind spot
+-----------------------------------
+Write an offset as (u rows up, v columns right): x[i - u, j + v] for output p = (i, j),
+r0 = F // 2 and r = K // 2. Layer 0 reads the offsets
+
+    A   = {(u, v): 1 <= u <= r0, |v| <= r0}  U  {(0, v): -r0 <= v <= -1}
+    B_l = {(d_l k, d_l m): 1 <= k <= r, |m| <= r}  U  {(0, d_l m): -r <= m <= 0}
+
+for mask-B layer l. Composing layers adds offsets, so the logit at p depends on x at
+exactly the offsets of the Minkowski sum A + B_1 + ... + B_L (away from the image
+border, where zero padding cuts paths; ReLUs and the 1x1 head change nothing). Its
+extent, with R = r0 + r * sum_l d_l (`reach`):
+
+    rows above               R = F // 2 + (K // 2) * sum_l d_l     (both defaults: 3 + 18 = 21)
+    columns to the left      R, in row i and in the rows above
+    columns to the right     u rows up: min(r0 + r (u - 1), R)      (dilated: min(u + 2, 21))
+
+(farthest pixels; the last line for F >= K, as in the defaults). The right edge is the
+*blind spot*: the first layer moves at most r0 columns right, and only by moving up a
+row; every later layer moves at most r columns right per row it moves up. So the wedge
+of earlier pixels above p and right of that diagonal is never reached: one row above p
+the dilated defaults see columns j - 21 .. j + 3, and the pixels j + 4 .. j + 21 of that
+row, although they come before p, are in the blind spot. Depth, larger kernels and
+dilation widen the field; they do not fill the wedge (the gated model does).
+
+For K = 3 and F >= 3 the field is exactly the full region within those bounds:
+
+    row i:                   columns j - R .. j - 1
+    row i - u, 1 <= u <= R:  columns j - R .. j + min(r0 + u - 1, R)
+
+provided the dilations leave no gaps: every integer 0 .. sum_l d_l is the sum of some
+of them (1, 2, 4, 8 are binary digits, so the dilated defaults qualify). Otherwise the
+field has holes: dilations [4] after a 3x3 first layer skip the pixels 2, 3 and 4 left
+of p. tests/test_dilated.py checks both the region and the Minkowski sum against the
+pixels where our input gradient is non-zero.
 """
 
 import numpy as np
 
 from .activations import relu_backward, relu_forward
 from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
-from .validation import check_input
 from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
+from .init import init_params as _init_params
+from .masks import causal_mask
+from .validation import check_input
 
-CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditioning.py)
+DISPLAY_NAME = "PixelCNN"
+CONDITIONAL = True          # accepts config["n_classes"] > 0 and labels (conditioning.py)
+LAYERS_KEY = "n_layers"     # the config key that counts the layers (train_mnist.py --layers)
+TORCH_TWIN = "PixelCNN"     # its class in torch_models.py
 
 DEFAULTS = {
     "model": "pixelcnn",
@@ -32,6 +86,22 @@ DEFAULTS = {
     "width": 28,
 }
 
+# The dilated configuration: the same functions under these facts (models.variant).
+DILATED = {
+    "DISPLAY_NAME": "dilated PixelCNN",
+    "LAYERS_KEY": None,                     # one mask-B layer per entry of "dilations"
+    "DEFAULTS": {
+        "model": "dilated",
+        "hidden": 64,                       # h, channels of every hidden layer
+        "dilations": [1, 2, 4, 8, 1, 2],    # d_l, one mask-B layer per entry
+        "kernel_size": 3,                   # K, for the mask-B layers
+        "first_kernel_size": 7,             # F, for the mask-A layer (dilation 1)
+        "pixels": "binary",                 # "binary" (1 logit/pixel) or "8bit" (256 logits/pixel)
+        "height": 28,
+        "width": 28,
+    },
+}
+
 
 def out_channels(config):
     """Logits per pixel: 1 (Bernoulli, binary pixels) or 256 (categorical, 8-bit).
@@ -40,12 +110,11 @@ def out_channels(config):
 
 
 def layers(config):
-    """(kernel size, mask type, dilation) of conv0, conv1, ..., in order.
+    """(kernel size, mask type, dilation) of conv0, conv1, ..., in order:
+    (F, "A", 1), then (K, "B", d_l) for every mask-B layer.
 
-    The plain PixelCNN: K x K everywhere, dilation 1, `n_layers` B layers. The same code
-    runs the dilated variant (`dilated.py`), whose config names a first kernel size and
-    one dilation per B layer.
-    """
+    A config names either "n_layers" (every d_l = 1) or "dilations" (one layer per
+    entry), and F = "first_kernel_size" if it has one, else K."""
     K = config["kernel_size"]
     dilations = config.get("dilations", [1] * config.get("n_layers", 0))
     return [(config.get("first_kernel_size", K), "A", 1)] + [(K, "B", d) for d in dilations]
@@ -66,43 +135,36 @@ def param_shapes(config):
 
 
 def init_params(config, rng, dtype=np.float32):
-    """He-normal weights over the *kept* fan-in (masked taps are zero), zero biases."""
-    from .masks import causal_mask
-
-    params = {}
-    for name, shape in param_shapes(config).items():
-        if name.endswith((".b", ".cond")):
-            params[name] = np.zeros(shape, dtype=dtype)
-            continue
-        O, C, K, _ = shape
-        mask = np.ones((K, K)) if name == "out.w" else causal_mask(K, "A" if name == "conv0.w" else "B")
-        fan_in = C * mask.sum()
-        gain = 1.0 if name == "out.w" else 2.0               # ReLU layers: He, output: LeCun
-        w = rng.standard_normal(shape) * np.sqrt(gain / fan_in) * mask
-        params[name] = w.astype(dtype)
-    return params
+    """Normal weights with variance gain / (kept fan-in), masked taps zero (init.py):
+    gain 2 (He) for the masked layers, whose outputs go through a ReLU, 1 (LeCun) for
+    the 1x1 head. Biases and label biases zero."""
+    def rule(name, shape):                                          # -> (gain, mask)
+        if name == "out.w":
+            return 1.0, None
+        return 2.0, causal_mask(shape[-1], "A" if name == "conv0.w" else "B")
+    return _init_params(param_shapes(config), rng, dtype, rule)
 
 
 def forward(params, x, config, labels=None):
     """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`.
     labels (N,) ints: the class of each image, for a class-conditional config only
-    (it adds the learned bias conv{l}.cond[:, y] before every ReLU; see conditioning.py)."""
+    (it adds the learned bias conv{l}.cond[:, y] before every ReLU; see conditioning.py).
+
+    The cache: one (conv, label bias, ReLU) triple per masked layer, and the head's."""
     check_input(x, config)
     labels = check_labels(labels, len(x), config)
-    caches, cond_caches = [], []
+    layer_caches = []
     h = x
     for l, (_, mask_type, d) in enumerate(layers(config)):       # conv0 is mask A, the rest B
-        h, c = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], mask_type, d)  # (N, h, H, W)
-        caches.append(c)
+        h, c_conv = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], mask_type, d)  # (N, h, H, W)
+        c_cond = None
         if labels is not None:
-            bias, c = label_bias_forward(labels, params[f"conv{l}.cond"])         # (N, h, 1, 1)
+            bias, c_cond = label_bias_forward(labels, params[f"conv{l}.cond"])         # (N, h, 1, 1)
             h += bias
-            cond_caches.append(c)
-        h, c = relu_forward(h)
-        caches.append(c)
-    logits, c = conv2d_forward(h, params["out.w"], params["out.b"])              # (N, c_out, H, W)
-    caches.append(c)
-    return logits, (caches, len(caches) // 2 - 1, cond_caches)
+        h, c_relu = relu_forward(h)
+        layer_caches.append((c_conv, c_cond, c_relu))
+    logits, c_out = conv2d_forward(h, params["out.w"], params["out.b"])              # (N, c_out, H, W)
+    return logits, (layer_caches, c_out)
 
 
 def backward(dlogits, cache, need_dx=False):
@@ -110,22 +172,38 @@ def backward(dlogits, cache, need_dx=False):
     need_dx, also "x": the gradient with respect to the input image, (N, 1, H, W)).
     The chain rule, layer by layer, in reverse order of `forward` (each conv's cache
     remembers its own mask and dilation)."""
-    caches, L, cond_caches = cache
-    caches = list(caches)                        # popped below; the caller's cache stays intact
+    layer_caches, c_out = cache
     grads = {}
-    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, caches.pop())   # (N, h, H, W)
-    for i in range(L, 0, -1):
-        dh = relu_backward(dh, caches.pop())
-        if cond_caches:
-            grads[f"conv{i}.cond"] = label_bias_backward(dh, cond_caches[i])
-        dh, grads[f"conv{i}.w"], grads[f"conv{i}.b"] = masked_conv2d_backward(dh, caches.pop())
-    dh = relu_backward(dh, caches.pop())
-    if cond_caches:
-        grads["conv0.cond"] = label_bias_backward(dh, cond_caches[0])
-    dx, grads["conv0.w"], grads["conv0.b"] = masked_conv2d_backward(dh, caches.pop(), need_dx=need_dx)
+    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)              # (N, h, H, W)
+    for l in range(len(layer_caches) - 1, -1, -1):
+        c_conv, c_cond, c_relu = layer_caches[l]
+        dh = relu_backward(dh, c_relu)
+        if c_cond is not None:
+            grads[f"conv{l}.cond"] = label_bias_backward(dh, c_cond)
+        dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = masked_conv2d_backward(       # (N, h or 1, H, W)
+            dh, c_conv, need_dx=(l > 0 or need_dx))
     if need_dx:
-        grads["x"] = dx
+        grads["x"] = dh
     return grads
+
+
+def reach(config):
+    """(rows up, columns left, columns right) the stacked kernels can move from p, each
+    R = F // 2 + (K // 2) * sum_l d_l (the seed network: F = K, every d_l = 1, so
+    R = (n_layers + 1) (K // 2)). Right of p the field is narrower: the blind spot."""
+    R = sum(d * (K // 2) for K, _, d in layers(config))
+    return R, R, R
+
+
+def torch_parameter_names(config):
+    """Our parameter names -> those of the torch twin (torch_models.PixelCNN)."""
+    names = {}
+    for l in range(len(layers(config))):
+        names[f"conv{l}.w"], names[f"conv{l}.b"] = f"convs.{l}.weight", f"convs.{l}.bias"
+        if n_classes(config):
+            names[f"conv{l}.cond"] = f"cond.{l}.weight"
+    names["out.w"], names["out.b"] = "out.weight", "out.bias"
+    return names
 
 
 # ----------------------------------------------------------------------------------
@@ -137,7 +215,6 @@ def sampler_init(params, config, n, dtype, labels=None):
     per layer, each layer's precomputed `row_conv_plan`, and (conditional models) each
     layer's label bias (n, h)."""
     from .conv import row_conv_plan
-    from .masks import causal_mask
 
     shape = (n, config["height"], config["width"], config["hidden"])
     plans = [row_conv_plan(params[f"conv{l}.w"], params[f"conv{l}.b"], causal_mask(K, mask_type), d)

@@ -24,7 +24,8 @@ Two things can make F[q] zero:
 `theoretical_region` is the other half of the picture: every earlier raster position
 within the model's *reach*, the bounding region a field of that depth could cover if
 it had no blind spot. The plain PixelCNN fills it minus the wedge; the gated model
-fills it exactly (for K = 3 and dilations without gaps; see gated.py).
+fills it exactly (for K = 3 and dilations without gaps; see gated.py); with an
+attention block it is every earlier pixel, a bound (attention_pixelcnn.py).
 
 Everything runs in float64, so a gradient of 1e-30 is not mistaken for zero.
 """
@@ -77,27 +78,10 @@ def receptive_field(params, config, i, j, x=None, channel=None, chunk=32):
 
 
 def reach(config):
-    """How many pixels up / left / right the model's stacked kernels can move, r = K // 2:
-
-        pixelcnn, dilated:  R = F // 2 + r * sum of the B layers' dilations
-                            (pixelcnn: F = K, every dilation 1, so R = (n_layers + 1) r)
-        residual:           R = F // 2 + r * n_blocks
-        gated:              R = r * sum of the dilations (both stacks), plus the one-row
-                            shift from the vertical to the horizontal stack
-    Returns (rows_up, cols_left, cols_right)."""
-    name = config["model"]
-    r = config["kernel_size"] // 2
-    if name in ("pixelcnn", "dilated"):
-        from .pixelcnn import layers
-        R = sum(d * (K // 2) for K, _, d in layers(config))
-        return R, R, R
-    if name == "residual":
-        R = config["first_kernel_size"] // 2 + r * config["n_blocks"]
-        return R, R, R
-    if name == "gated":
-        S = r * sum(config["dilations"])
-        return S + 1, S, S
-    raise ValueError(f"no reach rule for model {name!r}")
+    """(rows_up, cols_left, cols_right): how far from p the model's receptive field can
+    extend, as the model itself states it (each model module's `reach`; e.g. the plain
+    stack's R = F // 2 + (K // 2) * sum of its dilations, each way)."""
+    return get_model(config).reach(config)
 
 
 def theoretical_region(config, i, j):

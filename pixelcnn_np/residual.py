@@ -40,11 +40,16 @@ import numpy as np
 
 from .activations import relu_backward, relu_forward
 from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
+from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
+from .init import init_params as _init_params
+from .masks import causal_mask
 from .pixelcnn import out_channels
 from .validation import check_input
-from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
 
-CONDITIONAL = True     # accepts config["n_classes"] > 0 and labels (conditioning.py)
+DISPLAY_NAME = "residual PixelCNN"
+CONDITIONAL = True          # accepts config["n_classes"] > 0 and labels (conditioning.py)
+LAYERS_KEY = "n_blocks"     # the config key that counts the layers (train_mnist.py --layers)
+TORCH_TWIN = "ResidualPixelCNN"     # its class in torch_models.py
 
 DEFAULTS = {
     "model": "residual",
@@ -76,7 +81,8 @@ def param_shapes(config):
 
 
 def init_params(config, rng, dtype=np.float32):
-    """Normal weights with variance gain / (kept fan-in) (masked taps are zero), zero biases.
+    """Normal weights with variance gain / (kept fan-in), masked taps zero (init.py),
+    zero biases.
 
     gain = 2 (He) for conv0, reduce and conv, whose outputs go through a ReLU; 1 for
     the head. The last conv of each branch, expand, gets gain 2 / B instead: with He
@@ -84,29 +90,15 @@ def init_params(config, rng, dtype=np.float32):
     the stream's mean square (64x over 6 blocks); with 2 / B it grows by a factor
     1 + 1/B per block, less than e = 2.72 over the whole stack.
     """
-    from .masks import causal_mask
-
-    params = {}
-    for name, shape in param_shapes(config).items():
-        if name.endswith((".b", ".cond")):
-            params[name] = np.zeros(shape, dtype=dtype)
-            continue
-        O, C, K, _ = shape
+    def rule(name, shape):                                          # -> (gain, mask)
         if name == "conv0.w":
-            mask = causal_mask(K, "A")
-        elif name.endswith(".conv.w"):
-            mask = causal_mask(K, "B")
-        else:
-            mask = np.ones((K, K))                                    # the 1 x 1 convs
-        if name == "out.w":
-            gain = 1.0
-        elif name.endswith(".expand.w"):
-            gain = 2.0 / config["n_blocks"]
-        else:
-            gain = 2.0
-        w = rng.standard_normal(shape) * np.sqrt(gain / (C * mask.sum())) * mask
-        params[name] = w.astype(dtype)
-    return params
+            return 2.0, causal_mask(shape[-1], "A")
+        if name.endswith(".conv.w"):
+            return 2.0, causal_mask(shape[-1], "B")
+        if name.endswith(".expand.w"):
+            return 2.0 / config["n_blocks"], None                   # the 1 x 1 convs keep every input
+        return (1.0 if name == "out.w" else 2.0), None
+    return _init_params(param_shapes(config), rng, dtype, rule)
 
 
 def forward(params, x, config, labels=None):
@@ -173,6 +165,28 @@ def backward(dlogits, cache, need_dx=False):
     return grads
 
 
+def reach(config):
+    """(rows up, columns left, columns right) the stacked kernels can move from p, each
+    R = F // 2 + (K // 2) * B: conv0 once, then one K x K conv per block (the 1 x 1
+    convs stay put). Right of p the field is narrower: the plain stack's blind spot."""
+    R = config["first_kernel_size"] // 2 + (config["kernel_size"] // 2) * config["n_blocks"]
+    return R, R, R
+
+
+def torch_parameter_names(config):
+    """Our parameter names -> those of the torch twin (torch_models.ResidualPixelCNN)."""
+    names = {"conv0.w": "first.weight", "conv0.b": "first.bias"}
+    for b in range(1, config["n_blocks"] + 1):
+        for part in ("reduce", "conv", "expand"):
+            names[f"block{b}.{part}.w"] = f"blocks.{b - 1}.{part}.weight"
+            names[f"block{b}.{part}.b"] = f"blocks.{b - 1}.{part}.bias"
+        if n_classes(config):
+            for part in ("reduce", "conv"):
+                names[f"block{b}.{part}.cond"] = f"blocks.{b - 1}.{part}_cond.weight"
+    names["out.w"], names["out.b"] = "out.weight", "out.bias"
+    return names
+
+
 # ----------------------------------------------------------------------------------
 # Fast (cached) sampling: every layer computed only at the pixel being sampled
 # ----------------------------------------------------------------------------------
@@ -186,7 +200,6 @@ def sampler_init(params, config, n, dtype, labels=None):
     (conditional models) each block's two label biases (n, h)."""
     labels = check_labels(labels, n, config)
     from .conv import row_conv_plan
-    from .masks import causal_mask
 
     shape = (n, config["height"], config["width"], config["hidden"])
     maskB = causal_mask(config["kernel_size"], "B")

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradcheck import check_directional, check_elementwise, dot_with
-from pixelcnn_np import attention
+from pixelcnn_np import attention, attention_pixelcnn
 from pixelcnn_np.attention import (
     ATTENTION_PARTS, causal_attention_backward, causal_attention_forward, causal_attention_reference, key_bias,
     key_mask, query_tiles,
@@ -40,7 +40,7 @@ def tiny_config(pixels="binary", **overrides):
 
 def random_params(config, rng, dtype=np.float64):
     """The model's init plus noise on every kept entry (masked taps stay zero)."""
-    params = attention.init_params(config, rng, dtype)
+    params = attention_pixelcnn.init_params(config, rng, dtype)
     return {k: (p + 0.3 * rng.standard_normal(p.shape) * (p != 0 if k.startswith("conv") and k.endswith(".w") else 1)
                 ).astype(dtype) for k, p in params.items()}
 
@@ -240,21 +240,21 @@ def test_over_raw_pixels_the_key_set_decides_the_leak(H, W, data, seed):
 
 def test_default_config_shapes_and_init():
     config = make_config("attention")
-    assert get_model(config) is attention
-    assert attention.attention_layers(config) == [4]
-    shapes = attention.param_shapes(config)
+    assert get_model(config) is attention_pixelcnn
+    assert attention_pixelcnn.attention_layers(config) == [4]
+    shapes = attention_pixelcnn.param_shapes(config)
     assert shapes["conv0.w"] == (32, 1, 7, 7) and shapes["conv6.w"] == (32, 32, 3, 3)
     assert shapes["attn4.pos"] == (32, 28, 28) and shapes["attn4.q.w"] == (8, 32) and shapes["attn4.o.w"] == (32, 8)
     assert not any(k.startswith("attn") and not k.startswith("attn4.") for k in shapes)
-    params = attention.init_params(config, np.random.default_rng(0))
+    params = attention_pixelcnn.init_params(config, np.random.default_rng(0))
     assert {k: v.shape for k, v in params.items()} == shapes
     assert all(v.dtype == np.float32 for v in params.values())
     assert not params["conv0.w"][:, :, causal_mask(7, "A") == 0].any()
     assert not params["conv3.w"][:, :, causal_mask(3, "B") == 0].any()
-    assert attention.attention_layers(make_config("attention", attention_every=0)) == []
-    assert attention.attention_layers(make_config("attention", n_layers=5, attention_every=2)) == [2, 4]
+    assert attention_pixelcnn.attention_layers(make_config("attention", attention_every=0)) == []
+    assert attention_pixelcnn.attention_layers(make_config("attention", n_layers=5, attention_every=2)) == [2, 4]
     x = np.random.default_rng(1).integers(0, 2, size=(1, 1, 28, 28)).astype(np.float32)
-    logits, _ = attention.forward(params, x, config)
+    logits, _ = attention_pixelcnn.forward(params, x, config)
     assert logits.shape == (1, 1, 28, 28) and logits.dtype == np.float32
 
 
@@ -263,14 +263,14 @@ def test_bad_configs_are_rejected(key, value):
     config = make_config("attention")
     config[key] = value
     with pytest.raises(ValueError, match=key):
-        attention.param_shapes(config)
+        attention_pixelcnn.param_shapes(config)
 
 
 def test_labels_are_refused():
     config = tiny_config()
     params = random_params(config, np.random.default_rng(0))
     with pytest.raises(ValueError, match="unconditional"):
-        attention.forward(params, np.zeros((2, 1, 4, 5)), config, labels=np.array([1, 2]))
+        attention_pixelcnn.forward(params, np.zeros((2, 1, 4, 5)), config, labels=np.array([1, 2]))
 
 
 @pytest.mark.parametrize("pixels", ["binary", "8bit"])
@@ -282,10 +282,10 @@ def test_model_gradients(pixels):
     x = model_input(images, config, np.float64)
 
     def loss_of(params, x=x):
-        return loss_and_grad(attention.forward(params, x, config)[0], images, config)[0]
+        return loss_and_grad(attention_pixelcnn.forward(params, x, config)[0], images, config)[0]
 
-    logits, cache = attention.forward(params, x, config)
-    grads = attention.backward(loss_and_grad(logits, images, config)[1], cache, need_dx=True)
+    logits, cache = attention_pixelcnn.forward(params, x, config)
+    grads = attention_pixelcnn.backward(loss_and_grad(logits, images, config)[1], cache, need_dx=True)
     assert set(grads) == set(params) | {"x"}
     assert any(k.startswith("attn1.") for k in grads) and any(k.startswith("attn2.") for k in grads)
     for name, p in params.items():
@@ -302,10 +302,10 @@ def test_backward_skips_dx_by_default_and_keeps_the_cache():
     config = tiny_config()
     rng = np.random.default_rng(22)
     params = random_params(config, rng)
-    logits, cache = attention.forward(params, rng.uniform(0, 1, size=(2, 1, 4, 5)), config)
+    logits, cache = attention_pixelcnn.forward(params, rng.uniform(0, 1, size=(2, 1, 4, 5)), config)
     dlogits = rng.standard_normal(logits.shape)
-    first = attention.backward(dlogits, cache)
-    again = attention.backward(dlogits, cache, need_dx=True)
+    first = attention_pixelcnn.backward(dlogits, cache)
+    again = attention_pixelcnn.backward(dlogits, cache, need_dx=True)
     assert "x" not in first and again["x"].shape == (2, 1, 4, 5)
     for name in params:
         np.testing.assert_array_equal(first[name], again[name])
@@ -339,8 +339,8 @@ def test_logits_ignore_the_current_and_future_pixels(case, dtype):
     pos = raster_positions(H, W)
     x2 = x.copy()
     x2[:, :, pos >= p] = rng.uniform(-3, 3, size=(2, 1, int((pos >= p).sum()))).astype(dtype)
-    logits, _ = attention.forward(params, x, config)
-    logits2, _ = attention.forward(params, x2, config)
+    logits, _ = attention_pixelcnn.forward(params, x, config)
+    logits2, _ = attention_pixelcnn.forward(params, x2, config)
     assert logits.dtype == dtype
     assert np.array_equal(logits[:, :, pos <= p], logits2[:, :, pos <= p])
 
@@ -362,14 +362,14 @@ def test_logits_depend_on_an_earlier_pixel(case):
             params[name] = np.abs(params[name])              # negative Y could kill a later ReLU at p
     x = rng.uniform(0, 1, size=(2, 1, H, W))
     i, j = divmod(p, W)
-    logits, _ = attention.forward(params, x, config)
+    logits, _ = attention_pixelcnn.forward(params, x, config)
     x2 = x.copy()
     if p > 0:
         x2[:, 0, i if j > 0 else i - 1, j - 1 if j > 0 else j] += 0.5
-        logits2, _ = attention.forward(params, x2, config)
+        logits2, _ = attention_pixelcnn.forward(params, x2, config)
         assert not np.allclose(logits2[:, :, i, j], logits[:, :, i, j], rtol=0, atol=1e-12)
     else:
-        logits2, _ = attention.forward(params, rng.uniform(0, 1, size=x.shape), config)
+        logits2, _ = attention_pixelcnn.forward(params, rng.uniform(0, 1, size=x.shape), config)
         assert np.array_equal(logits2[:, :, 0, 0], logits[:, :, 0, 0])
 
 
@@ -389,10 +389,10 @@ def test_attention_reaches_the_blind_spot():
             params[f"conv{l}.w"] = np.abs(params[f"conv{l}.w"])
             params[f"conv{l}.b"] = np.abs(params[f"conv{l}.b"]) + 0.1
         x = rng.uniform(0.1, 1, size=(1, 1, 4, 8))
-        logits, cache = attention.forward(params, x, cfg)
+        logits, cache = attention_pixelcnn.forward(params, x, cfg)
         dlogits = np.zeros_like(logits)
         dlogits[0, 0, i, j] = 1
-        support = attention.backward(dlogits, cache, need_dx=True)["x"][0, 0] != 0
+        support = attention_pixelcnn.backward(dlogits, cache, need_dx=True)["x"][0, 0] != 0
         assert bool(support[i - 1, j + 3]) == reaches
         assert not support[raster_positions(4, 8) >= i * 8 + j].any()          # never p or later
 
@@ -451,12 +451,12 @@ def test_checkpoint_round_trip(tmp_path):
     save_checkpoint(tmp_path / "c.npz", params, config)
     ck = load_checkpoint(tmp_path / "c.npz")
     assert ck.config == config
-    check_params_match(ck.params, attention.param_shapes(ck.config))
+    check_params_match(ck.params, attention_pixelcnn.param_shapes(ck.config))
     for k in params:
         assert ck.params[k].dtype == np.float32
         np.testing.assert_array_equal(ck.params[k], params[k])
     x = np.random.default_rng(51).integers(0, 2, (2, 1, 4, 5)).astype(np.float32)
-    np.testing.assert_array_equal(attention.forward(ck.params, x, ck.config)[0], attention.forward(params, x, config)[0])
+    np.testing.assert_array_equal(attention_pixelcnn.forward(ck.params, x, ck.config)[0], attention_pixelcnn.forward(params, x, config)[0])
 
 
 @pytest.mark.parametrize("pixels", ["binary", "8bit"])
@@ -470,9 +470,9 @@ def test_matches_torch_and_round_trips(pixels):
     params = random_params(config, rng)
     images = rng.integers(0, 2 if pixels == "binary" else 256, size=(3, 5, 4))
     x = model_input(images, config, np.float64)
-    logits, cache = attention.forward(params, x, config)
+    logits, cache = attention_pixelcnn.forward(params, x, config)
     loss, dlogits = loss_and_grad(logits, images, config)
-    grads = attention.backward(dlogits, cache, need_dx=True)
+    grads = attention_pixelcnn.backward(dlogits, cache, need_dx=True)
 
     module = to_torch(params, config)
     xt = torch.tensor(x, requires_grad=True)
