@@ -18,6 +18,9 @@ An IDX file is a tiny header followed by raw big-endian numbers:
 
 Everything that can go wrong with a file on disk (missing, truncated, not gzip, not
 IDX, not MNIST) raises `DataError`, whose message names the file and says how to fix it.
+The same machinery (`load_idx_dataset`, `verify_checksums`, `download_files`) serves the
+other datasets shipped as IDX files; datasets.py holds the registry of every dataset
+(Fashion-MNIST, KMNIST, CIFAR-10, a coloured MNIST) and `load_dataset`.
 
 PixelCNN models each pixel as a Bernoulli variable, so images are binarized before
 training: `binarize` offers a fixed threshold or a fresh random draw ("dynamic").
@@ -91,18 +94,41 @@ _MAX_NDIM = 32
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _remedy(missing=False):
+def _remedy(missing=False, files=None, title="MNIST"):
     """The advice appended to every DataError about a file on disk (missing=True: the
-    files are simply not there, so there is nothing to delete)."""
-    names = ", ".join(name for name, _ in MNIST_FILES.values())
+    files are simply not there, so there is nothing to delete). `files` is a table like
+    MNIST_FILES (None: MNIST's); `title` names the dataset."""
+    files = MNIST_FILES if files is None else files
+    entries = [_checksums(entry) for entry in files.values()]
+    names = ", ".join(name for name, _, _ in entries)
+    # A file known only by the checksum of its .gz cannot be verified once gunzipped.
+    form = ("gzipped or not" if all(sha256 for _, sha256, _ in entries)
+            else "as the original .gz files")
     first = ("Let the script download them (drop --no-download; they go to the folder above), "
              if missing else
              "Download it again (delete the file and re-run, which downloads what is missing), ")
     return (
         first +
         f"or point --data-dir (or the {DATA_DIR_ENV} environment variable) at a folder "
-        f"containing the four files {names} (gzipped or not)."
+        f"containing the {title} files {names} ({form})."
     )
+
+
+def _checksums(entry):
+    """A file table's entry -> (file name, sha256 of the content, sha256 of the file).
+
+    Two ways to pin a file down, either may be None:
+      content sha256: of the *decompressed* bytes; a re-compressed or gunzipped copy
+          still verifies. MNIST_FILES' (name, sha256) pairs are of this kind.
+      file sha256: of the bytes as distributed (the .gz or .tar.gz itself), for datasets
+          that publish only that; then only the original file verifies.
+    Entries are either a (name, sha256) pair or a dict with keys "name", "sha256",
+    "file_sha256".
+    """
+    if isinstance(entry, dict):
+        return entry["name"], entry.get("sha256"), entry.get("file_sha256")
+    name, sha256 = entry
+    return name, sha256, None
 
 
 # ----------------------------------------------------------------------------------
@@ -173,12 +199,13 @@ def parse_idx(raw):
     return flat.astype(stored.newbyteorder("="), copy=True).reshape(dims)
 
 
-def _decompress(raw, path):
+def _decompress(raw, path, remedy=None):
     """Gunzip `raw` (bytes read from `path`), turning every gzip failure into DataError."""
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
-        raise DataError(f"{path}: not a valid gzip file ({err}). {_remedy()}") from err
+        remedy = _remedy() if remedy is None else remedy
+        raise DataError(f"{path}: not a valid gzip file ({err}). {remedy}".rstrip()) from err
 
 
 def _sha256(raw):
@@ -186,14 +213,52 @@ def _sha256(raw):
     return hashlib.sha256(raw).hexdigest()
 
 
-def _check_sha256(raw, expected_sha256, path):
-    """Raise DataError if sha256(raw) != expected_sha256; `raw` is decompressed."""
-    actual = _sha256(raw)
-    if actual != expected_sha256:
-        raise DataError(
-            f"{path}: checksum mismatch: sha256 of the decompressed bytes is {actual}, "
-            f"expected {expected_sha256}; the file is corrupt or not MNIST. {_remedy()}"
-        )
+def _whose(digests):
+    """'MNIST's t10k-images file' if one of the hex digests is a known file of some
+    dataset, else None. The registry of datasets lives in datasets.py, which imports this
+    module; importing it here, only when a check has failed, avoids the import cycle."""
+    from .datasets import whose_file
+    return whose_file(digests)
+
+
+def verify_checksums(raw, content, path, sha256=None, file_sha256=None, title="MNIST",
+                     remedy=None):
+    """Raise DataError unless the file matches one of its known checksums.
+
+    Args:
+        raw: the bytes of the file as read (or downloaded) from `path`.
+        content: the decompressed bytes (raw itself for an uncompressed file).
+        sha256: expected hex sha256 of `content`, or None.
+        file_sha256: expected hex sha256 of `raw`, i.e. of the original .gz, or None.
+        title: the dataset's name for the message ("MNIST", "KMNIST", ...).
+
+    The file is accepted if sha256(raw) == file_sha256 or sha256(content) == sha256.
+    The message says whose file it is when its digest belongs to another known file
+    ("this is MNIST's t10k-images file, not Fashion-MNIST's"), so files of one dataset
+    given as another are refused with the reason.
+    """
+    remedy = _remedy() if remedy is None else remedy
+    raw_sha = _sha256(raw)
+    if file_sha256 is not None and raw_sha == file_sha256:
+        return
+    content_sha = raw_sha if content is raw else _sha256(content)
+    if sha256 is not None and content_sha == sha256:
+        return
+    owner = _whose([content_sha, raw_sha])
+    if owner is None:
+        reason = f"the file is corrupt or not {title}"
+    elif owner.startswith(f"{title}'s "):        # the same dataset's other file
+        reason = f"this is {owner}"
+    else:
+        reason = f"this is {owner}, not {title}'s"
+    if sha256 is not None:
+        found = f"sha256 of the decompressed bytes is {content_sha}, expected {sha256}"
+    else:
+        found = (f"sha256 of the file is {raw_sha}, expected {file_sha256} (the sha256 of "
+                 f"the file as {title} distributes it: only the original file verifies, "
+                 f"not a gunzipped or re-compressed copy)")
+    advice = f" {remedy}" if remedy else ""
+    raise DataError(f"{path}: checksum mismatch: {found}; {reason}.{advice}")
 
 
 def _is_gzip(path, raw):
@@ -201,13 +266,27 @@ def _is_gzip(path, raw):
     return str(path).endswith(".gz") or raw[:2] == _GZIP_MAGIC
 
 
-def read_idx(path, expected_sha256=None):
+def _read_bytes(path, remedy):
+    """The bytes of `path`, or DataError naming it."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: file not found. {remedy}") from err
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err}). {remedy}") from err
+
+
+def read_idx(path, expected_sha256=None, expected_file_sha256=None, title="MNIST",
+             remedy=None):
     """Read an IDX file, gzipped or not, into an array.
 
     Args:
         path: str or Path. Gunzipped when the name ends in ".gz" or the file starts
             with the gzip magic bytes 1f 8b.
         expected_sha256: optional hex digest of the *decompressed* bytes.
+        expected_file_sha256: optional hex digest of the file as stored (the .gz),
+            for datasets that publish only that (see verify_checksums).
+        title, remedy: the dataset's name and the advice, for messages (MNIST's).
 
     Returns:
         np.ndarray, as `parse_idx`.
@@ -217,20 +296,16 @@ def read_idx(path, expected_sha256=None):
         checksum, or is not a well-formed IDX file.
     """
     path = Path(path)
+    remedy = _remedy() if remedy is None else remedy
+    raw = _read_bytes(path, remedy)
+    content = _decompress(raw, path, remedy) if _is_gzip(path, raw) else raw
+    if expected_sha256 is not None or expected_file_sha256 is not None:
+        verify_checksums(raw, content, path, expected_sha256, expected_file_sha256,
+                         title, remedy)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: file not found. {_remedy()}") from err
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err}). {_remedy()}") from err
-    if _is_gzip(path, raw):
-        raw = _decompress(raw, path)
-    if expected_sha256 is not None:
-        _check_sha256(raw, expected_sha256, path)
-    try:
-        return parse_idx(raw)
+        return parse_idx(content)
     except DataError as err:
-        raise DataError(f"{path}: {err}. {_remedy()}") from err
+        raise DataError(f"{path}: {err}. {remedy}") from err
 
 
 # ----------------------------------------------------------------------------------
@@ -285,8 +360,12 @@ def _write_atomically(path, raw):
         raise
 
 
-def _download_one(filename, sha256, data_dir, mirrors, timeout):
+def _download_one(filename, sha256, data_dir, mirrors, timeout, file_sha256=None,
+                  title="MNIST"):
     """Fetch one file from the first mirror that serves it intact.
+
+    `sha256` pins the decompressed content, `file_sha256` the file as served (see
+    _checksums); either may be None.
 
     Returns:
         None; the file is at data_dir / filename afterwards.
@@ -300,18 +379,32 @@ def _download_one(filename, sha256, data_dir, mirrors, timeout):
         try:
             raw = _fetch(url, timeout)
             # Verify before the file ever appears under its real name.
-            _check_sha256(_decompress(raw, url), sha256, url)
+            # The advice on what to do comes once, after the list of URLs.
+            content = _decompress(raw, url, remedy="") if sha256 is not None else raw
+            verify_checksums(raw, content, url, sha256, file_sha256, title, remedy="")
             _write_atomically(Path(data_dir) / filename, raw)
             return
         # URLError and timeouts are OSErrors; a bad checksum or gzip is a DataError.
         except (OSError, ValueError, EOFError, http.client.HTTPException) as err:
-            failures.append(f"  {url}: {err}")
+            reason = str(err)      # a DataError already starts with the URL
+            failures.append(f"  {reason}" if reason.startswith(url) else f"  {url}: {reason}")
     tried = "\n".join(failures) if failures else "  (no mirrors given)"
     raise DataError(
         f"could not download {filename}; tried:\n{tried}\n"
-        f"Offline? Copy the MNIST files into {data_dir}, or point --data-dir "
+        f"Offline? Copy the {title} files into {data_dir}, or point --data-dir "
         f"(or the {DATA_DIR_ENV} environment variable) at a folder containing them."
     )
+
+
+def download_files(files, data_dir, mirrors, timeout=30, title="MNIST"):
+    """Download whichever files of the table `files` (like MNIST_FILES) are missing
+    from `data_dir`, each verified before it is moved into place (see download_mnist)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for entry in files.values():
+        filename, sha256, file_sha256 = _checksums(entry)
+        if _find_file(data_dir, filename) is None:
+            _download_one(filename, sha256, data_dir, mirrors, timeout, file_sha256, title)
 
 
 def download_mnist(data_dir, mirrors=None, timeout=30):
@@ -331,43 +424,102 @@ def download_mnist(data_dir, mirrors=None, timeout=30):
         DataError if some file could not be fetched intact from any mirror.
     """
     mirrors = MIRRORS if mirrors is None else mirrors
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for filename, sha256 in MNIST_FILES.values():
-        if _find_file(data_dir, filename) is None:
-            _download_one(filename, sha256, data_dir, mirrors, timeout)
+    download_files(MNIST_FILES, data_dir, mirrors, timeout, title="MNIST")
 
 
 # ----------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------
 
+SPLITS = ("train", "test")
 
-def _check_split(images, labels, split, paths):
+
+def check_splits(splits):
+    """splits as a tuple naming 'train' and/or 'test', or ValueError."""
+    splits = tuple(splits)
+    if not splits or any(s not in SPLITS for s in splits):
+        raise ValueError(f"splits must name 'train' and/or 'test', got {splits!r}")
+    return splits
+
+
+def _check_split(images, labels, split, paths, remedy=None):
     """Validate one split: images (N, H, W) uint8, labels (N,) uint8 in 0..9."""
+    remedy = _remedy() if remedy is None else remedy
     img_path, lbl_path = paths
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(
             f"{img_path}: expected uint8 images of shape (N, H, W), got "
-            f"{images.dtype} {images.shape}. {_remedy()}"
+            f"{images.dtype} {images.shape}. {remedy}"
         )
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise DataError(
             f"{lbl_path}: expected uint8 labels of shape (N,), got "
-            f"{labels.dtype} {labels.shape}. {_remedy()}"
+            f"{labels.dtype} {labels.shape}. {remedy}"
         )
     if len(images) != len(labels):
         raise DataError(
             f"{split} split has {len(images)} images ({img_path}) but "
-            f"{len(labels)} labels ({lbl_path}). {_remedy()}"
+            f"{len(labels)} labels ({lbl_path}). {remedy}"
         )
     if labels.size and labels.max() > 9:
         raise DataError(
-            f"{lbl_path}: labels must be digits 0..9, found {int(labels.max())}. {_remedy()}"
+            f"{lbl_path}: labels must be classes 0..9, found {int(labels.max())}. {remedy}"
         )
 
 
-def load_mnist(data_dir=None, download=True, verify=True, splits=("train", "test")):
+def load_idx_dataset(files, data_dir, download=True, verify=True, splits=SPLITS,
+                     mirrors=(), title="MNIST"):
+    """Load a dataset shipped as MNIST is (four IDX files) from one folder.
+
+    Args:
+        files: table like MNIST_FILES: "train_images", "train_labels", "test_images",
+            "test_labels" -> (name, sha256) or {"name", "sha256", "file_sha256"}.
+        data_dir: the folder holding the files (gzipped or not).
+        download: fetch the missing files of the splits asked for from `mirrors`.
+        verify: check every file against its checksums (verify_checksums).
+        splits: ("train", "test") or one of them.
+        title: the dataset's name, for messages.
+
+    Returns:
+        dict "{split}_images" (N, H, W) uint8, "{split}_labels" (N,) uint8 in 0..9.
+
+    Raises:
+        DataError naming the file for anything missing, corrupt or mis-shaped.
+    """
+    splits = check_splits(splits)
+    data_dir = Path(data_dir)
+    remedy = _remedy(files=files, title=title)
+    wanted = {key: _checksums(v) for key, v in files.items() if key.split("_")[0] in splits}
+    missing = [name for name, _, _ in wanted.values() if _find_file(data_dir, name) is None]
+    if missing and download:
+        download_files({key: files[key] for key in wanted}, data_dir, mirrors, title=title)
+    elif missing:
+        raise DataError(
+            f"{data_dir}: missing {', '.join(missing)} and download=False. "
+            f"{_remedy(missing=True, files=files, title=title)}"
+        )
+
+    arrays, paths = {}, {}
+    for key, (filename, sha256, file_sha256) in wanted.items():
+        path = _find_file(data_dir, filename)
+        if path is None:  # vanished between download and now
+            raise DataError(f"{data_dir / filename}: file not found. {remedy}")
+        paths[key] = path
+        arrays[key] = (read_idx(path, sha256, file_sha256, title, remedy) if verify
+                       else read_idx(path, remedy=remedy))
+
+    for split in splits:
+        _check_split(
+            arrays[f"{split}_images"],
+            arrays[f"{split}_labels"],
+            split,
+            (paths[f"{split}_images"], paths[f"{split}_labels"]),
+            remedy,
+        )
+    return arrays
+
+
+def load_mnist(data_dir=None, download=True, verify=True, splits=SPLITS):
     """Load MNIST as uint8 arrays, downloading missing files first if allowed.
 
     Args:
@@ -377,7 +529,8 @@ def load_mnist(data_dir=None, download=True, verify=True, splits=("train", "test
         verify: check each file's sha256 against MNIST_FILES. With verify=False any
             IDX files with the same names and layout load (e.g. Fashion-MNIST).
         splits: which splits to read, ("train", "test") or one of them: evaluating
-            needs only ("test",), and then the training files need not exist.
+            needs only ("test",), and then the training files need not exist (nor
+            are they downloaded).
 
     Returns:
         dict with, for each split asked for,
@@ -388,36 +541,13 @@ def load_mnist(data_dir=None, download=True, verify=True, splits=("train", "test
 
     Raises:
         DataError naming the file for anything missing, corrupt or mis-shaped.
+
+    datasets.load_dataset("mnist", ...) is the same call; it also loads Fashion-MNIST,
+    KMNIST, CIFAR-10 and a coloured MNIST.
     """
-    splits = tuple(splits)
-    if not splits or any(s not in ("train", "test") for s in splits):
-        raise ValueError(f"splits must name 'train' and/or 'test', got {splits!r}")
-    data_dir = resolve_data_dir(data_dir)
-    wanted = {key: v for key, v in MNIST_FILES.items() if key.split("_")[0] in splits}
-    missing = [name for name, _ in wanted.values() if _find_file(data_dir, name) is None]
-    if missing and download:
-        download_mnist(data_dir)
-    elif missing:
-        raise DataError(
-            f"{data_dir}: missing {', '.join(missing)} and download=False. {_remedy(missing=True)}"
-        )
-
-    arrays, paths = {}, {}
-    for key, (filename, sha256) in wanted.items():
-        path = _find_file(data_dir, filename)
-        if path is None:  # vanished between download and now
-            raise DataError(f"{Path(data_dir) / filename}: file not found. {_remedy()}")
-        paths[key] = path
-        arrays[key] = read_idx(path, expected_sha256=sha256 if verify else None)
-
-    for split in splits:
-        _check_split(
-            arrays[f"{split}_images"],
-            arrays[f"{split}_labels"],
-            split,
-            (paths[f"{split}_images"], paths[f"{split}_labels"]),
-        )
-    return arrays
+    # MNIST_FILES and MIRRORS are read at call time, so tests may replace them.
+    return load_idx_dataset(MNIST_FILES, resolve_data_dir(data_dir), download, verify,
+                            splits, mirrors=MIRRORS, title="MNIST")
 
 
 # ----------------------------------------------------------------------------------

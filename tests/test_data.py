@@ -403,3 +403,18 @@ def test_binarize_errors():
         binarize(images, method="otsu")
     with pytest.raises(ValueError, match="rng"):
         binarize(images, method="dynamic")
+
+
+def test_read_idx_file_checksum_pins_the_gz_itself(tmp_path):
+    """For datasets that publish only the sha256 of their .gz files (KMNIST): the original
+    .gz verifies; the same content gunzipped, or re-compressed, cannot."""
+    gz = gzip.compress(VALID, mtime=0)
+    (tmp_path / "k-idx3-ubyte.gz").write_bytes(gz)
+    out = read_idx(tmp_path / "k-idx3-ubyte.gz", expected_file_sha256=sha256(gz), title="KMNIST")
+    np.testing.assert_array_equal(out, parse_idx(VALID))
+    (tmp_path / "k-idx3-ubyte").write_bytes(VALID)
+    (tmp_path / "r-idx3-ubyte.gz").write_bytes(gzip.compress(VALID, compresslevel=1, mtime=1))
+    for name in ("k-idx3-ubyte", "r-idx3-ubyte.gz"):
+        with pytest.raises(DataError, match=f"{name}: checksum mismatch.*only the original "
+                                            "file verifies.*corrupt or not KMNIST"):
+            read_idx(tmp_path / name, expected_file_sha256=sha256(gz), title="KMNIST")
