@@ -400,7 +400,14 @@ def download_files(files, data_dir, mirrors, timeout=30, title="MNIST"):
     """Download whichever files of the table `files` (like MNIST_FILES) are missing
     from `data_dir`, each verified before it is moved into place (see download_mnist)."""
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(
+            f"{data_dir}: cannot create the folder to download {title} into ({err}). Point "
+            f"--data-dir (or the {DATA_DIR_ENV} environment variable) at a writable folder, "
+            f"or at one that already holds the {title} files."
+        ) from err
     for entry in files.values():
         filename, sha256, file_sha256 = _checksums(entry)
         if _find_file(data_dir, filename) is None:

@@ -378,8 +378,8 @@ def _cifar10_source(root, folder):
     return None
 
 
-def _read_cifar10_archive(path, verify):
-    """{batch file name: bytes} of the six batches in cifar-10-binary.tar.gz."""
+def _read_cifar10_archive(path, verify, filenames):
+    """{batch file name: bytes} of the batches `filenames` in cifar-10-binary.tar.gz."""
     raw = data._read_bytes(path, _cifar10_remedy())
     if verify:
         data.verify_checksums(raw, raw, path, None, CIFAR10_FILES["archive"]["file_sha256"],
@@ -387,7 +387,7 @@ def _read_cifar10_archive(path, verify):
     batches = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
-            for filename in CIFAR10_BATCHES["train"] + CIFAR10_BATCHES["test"]:
+            for filename in filenames:
                 member = f"{CIFAR10_FOLDER}/{filename}"
                 try:
                     info = tar.getmember(member)
@@ -423,7 +423,8 @@ def _load_cifar10(spec, root, download, splits, verify):
             f"{note} {_cifar10_remedy(missing=True)}")
 
     kind, path = source
-    batches = _read_cifar10_archive(path, verify) if kind == "archive" else None
+    wanted = [filename for split in splits for filename in CIFAR10_BATCHES[split]]
+    batches = _read_cifar10_archive(path, verify, wanted) if kind == "archive" else None
     arrays = {}
     for split in splits:
         images, labels = [], []

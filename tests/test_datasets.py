@@ -517,8 +517,16 @@ def test_broken_cifar_archive(tmp_path, small_cifar, monkeypatch, case):
              "missing member": "no cifar-10-batches-bin/test_batch.bin"}[case]
     with pytest.raises(DataError, match=words):
         load_dataset("cifar-10", tmp_path, download=False, verify=False)
+    if case == "missing member":      # the training split alone does not need that member
+        load_dataset("cifar-10", tmp_path, download=False, verify=False, splits=("train",))
     with pytest.raises(DataError, match="checksum mismatch"):      # verify=True: caught first
         load_dataset("cifar-10", tmp_path, download=False)
+
+
+def test_unwritable_download_folder_is_a_data_error(tmp_path, fakes, server):
+    (tmp_path / "fashion-mnist").write_text("a file where the folder should be")
+    with pytest.raises(DataError, match="cannot create the folder to download Fashion-MNIST"):
+        load_dataset("fashion-mnist", tmp_path / "fashion-mnist" / "deeper")
 
 
 def test_cifar_download(tmp_path, small_cifar, pinned_archive, server):
