@@ -49,9 +49,19 @@ Piecewise-linear layers (ReLU)
     The centred difference is only valid away from kinks: keep inputs further than
     h from 0, or use random float64 data, where a kink within h of a pre-activation
     has probability ~1e-5 per unit and fixed seeds make any test deterministic.
+
+Whole models
+    `model_loss` turns a model (any entry of pixelcnn_np.models.MODELS) and a batch of
+    images into the scalar loss(params) and its gradients from our backward pass.
+    `random_params` keeps every gradient away from zero; `positive_params` makes the
+    network monotone, so that d logit(p) / d x(q) is non-zero exactly where a path
+    joins q to p: the gradient's support *is* the receptive field, which the tests
+    compare with one computed on booleans from the layer diagram (`needed_inputs`).
 """
 
 import numpy as np
+
+from pixelcnn_np.models import get_model, loss_and_grad, model_input
 
 DEFAULT_H = 1e-5
 DEFAULT_RTOL = 1e-6
@@ -146,3 +156,79 @@ def check_elementwise(f, x, grad, h=DEFAULT_H, rtol=DEFAULT_RTOL, atol=None):
             f"worst at index {tuple(int(i) for i in worst)}: analytic {grad[worst]!r}, "
             f"numeric {num[worst]!r}")
     return num
+
+
+# ----------------------------------------------------------------------------------
+# Whole models
+# ----------------------------------------------------------------------------------
+
+def model_loss(config, images, labels=None):
+    """(x, loss, grads) for a batch of integer images (N, H, W) and the model of config:
+    x = model_input(images) in float64; loss(params, x=x) the mean NLL in nats/pixel;
+    grads(params, x=x) the model's backward of that loss, "x" included. The model's
+    functions are looked up on every call, so a test may monkeypatch a part of them."""
+    x = model_input(images, config, np.float64)
+
+    def loss(params, x=x):
+        logits, _ = get_model(config).forward(params, x, config, labels=labels)
+        return loss_and_grad(logits, images, config)[0]
+
+    def grads(params, x=x):
+        model = get_model(config)
+        logits, cache = model.forward(params, x, config, labels=labels)
+        return model.backward(loss_and_grad(logits, images, config)[1], cache, need_dx=True)
+
+    return x, loss, grads
+
+
+def random_params(config, rng, dtype=np.float64, scale=0.3):
+    """The model's init plus scale * N(0, 1) noise on every kept weight (masked taps stay
+    zero, as in training) and on every bias and label bias, so that no gradient is
+    trivially zero and samples are far from constant."""
+    params = get_model(config).init_params(config, rng, dtype)
+    return {k: (p + scale * rng.standard_normal(p.shape) * (p != 0 if k.endswith(".w") else 1)).astype(dtype)
+            for k, p in params.items()}
+
+
+def positive_params(config, rng, dtype=np.float64):
+    """Every kept tap and every bias positive, every masked tap zero, label biases that
+    grow with the label (V[:, k] = u + 0.3 k).
+
+    With non-negative inputs every pre-activation is then positive: every ReLU is the
+    identity, every gate tanh(a1) sigmoid(a2) has positive slopes in both halves, ELU
+    has slope 1, a residual is the identity plus a positive map. Attention queries and
+    keys are set to zero, so every softmax weighs its keys equally and a block adds a
+    positive average of positive values. The network is then monotone, each local
+    derivative > 0 on every connection: d logit(p) / d x(q) is a sum of positive path
+    products, non-zero exactly when some path joins q to p, and raising x_q raises
+    every logit at p. No cancellation, no dead unit, no saturation: weights are
+    uniform(0.5, 1.5) / (kept fan-in), so a pre-activation is a weighted mean of its
+    inputs plus a bias in (0.1, 0.5), of order one even in float32."""
+    params = {}
+    for name, w in get_model(config).init_params(config, rng, dtype).items():
+        if name.endswith(".cond"):
+            params[name] = rng.uniform(0.1, 0.5, size=w.shape) + 0.3 * np.arange(w.shape[1])
+        elif name.endswith(".b"):
+            params[name] = rng.uniform(0.1, 0.5, size=w.shape)
+        elif name.endswith((".q.w", ".k.w")):
+            params[name] = np.zeros(w.shape)
+        else:
+            kept = w != 0                                              # the masks' kept taps
+            params[name] = kept * rng.uniform(0.5, 1.5, size=w.shape) / kept[0].sum()
+    return {k: v.astype(dtype) for k, v in params.items()}
+
+
+def needed_inputs(needed, mask, dilation=1):
+    """Backward propagation of a boolean map through a masked conv, no numerics at all:
+    needed (H, W) marks the outputs some later layer reads; input pixel q is needed when
+    a needed output o reads it through a kept tap, q = o + d (ky - r, kx - r) with
+    r = K // 2. Positions outside the image are zero padding, never pixels."""
+    H, W = needed.shape
+    r = mask.shape[0] // 2
+    out = np.zeros_like(needed)
+    for o_i, o_j in zip(*np.nonzero(needed)):
+        for ky, kx in zip(*np.nonzero(mask)):
+            q_i, q_j = o_i + dilation * (ky - r), o_j + dilation * (kx - r)
+            if 0 <= q_i < H and 0 <= q_j < W:
+                out[q_i, q_j] = True
+    return out

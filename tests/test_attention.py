@@ -1,10 +1,13 @@
-"""Tests for causal self-attention (pixelcnn_np.attention): the layer against its slow
+"""Tests for causal self-attention: the layer (pixelcnn_np.attention) against its slow
 reference, its gradients (float64 finite differences, with a negative control), which
-keys a query may see (a leak over raw pixels when it sees its own position), the
-attention model's gradients, autoregressive guarantee and reach, cached sampling
-against the naive loop, the PyTorch twin, and the checkpoint round trip.
+keys a query may see (a leak over raw pixels when it sees its own position), its
+one-position form for the sampler; and the attention model
+(pixelcnn_np.attention_pixelcnn): its config and init, and that it reaches the blind
+spot. What every model must satisfy (gradients, the autoregressive guarantee, cached
+sampling, the checkpoint, the PyTorch twin) is in test_model_contract.py.
 
-Everything is tiny (channels <= 4, images <= 6x6), so the file runs in seconds.
+Everything is tiny (channels <= 4, images <= 8x8), except the default configuration's
+shapes and init.
 """
 
 import numpy as np
@@ -12,15 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradcheck import check_directional, check_elementwise, dot_with
+from gradcheck import check_directional, check_elementwise, dot_with, random_params
 from pixelcnn_np import attention, attention_pixelcnn
 from pixelcnn_np.attention import (
     ATTENTION_PARTS, causal_attention_backward, causal_attention_forward, causal_attention_reference, key_bias,
     key_mask, query_tiles,
 )
 from pixelcnn_np.masks import causal_mask
-from pixelcnn_np.models import get_model, loss_and_grad, make_config, model_input
-from pixelcnn_np.sampling import sample_cached, sample_naive
+from pixelcnn_np.models import make_config
+from pixelcnn_np.receptive_field import theoretical_region
 
 
 def random_block(C, d, H, W, rng, dtype=np.float64, scale=0.7):
@@ -36,13 +39,6 @@ def tiny_config(pixels="binary", **overrides):
               height=4, width=5, pixels=pixels)
     kw.update(overrides)
     return make_config("attention", **kw)
-
-
-def random_params(config, rng, dtype=np.float64):
-    """The model's init plus noise on every kept entry (masked taps stay zero)."""
-    params = attention_pixelcnn.init_params(config, rng, dtype)
-    return {k: (p + 0.3 * rng.standard_normal(p.shape) * (p != 0 if k.startswith("conv") and k.endswith(".w") else 1)
-                ).astype(dtype) for k, p in params.items()}
 
 
 def raster_positions(H, W):
@@ -235,27 +231,26 @@ def test_over_raw_pixels_the_key_set_decides_the_leak(H, W, data, seed):
 
 
 # ----------------------------------------------------------------------------------
-# The model: config, gradients
+# The model: config and init
 # ----------------------------------------------------------------------------------
 
 def test_default_config_shapes_and_init():
     config = make_config("attention")
-    assert get_model(config) is attention_pixelcnn
     assert attention_pixelcnn.attention_layers(config) == [4]
     shapes = attention_pixelcnn.param_shapes(config)
     assert shapes["conv0.w"] == (32, 1, 7, 7) and shapes["conv6.w"] == (32, 32, 3, 3)
     assert shapes["attn4.pos"] == (32, 28, 28) and shapes["attn4.q.w"] == (8, 32) and shapes["attn4.o.w"] == (32, 8)
     assert not any(k.startswith("attn") and not k.startswith("attn4.") for k in shapes)
-    params = attention_pixelcnn.init_params(config, np.random.default_rng(0))
-    assert {k: v.shape for k, v in params.items()} == shapes
-    assert all(v.dtype == np.float32 for v in params.values())
+    params = attention_pixelcnn.init_params(config, np.random.default_rng(0))    # shapes, dtypes: the contract's
     assert not params["conv0.w"][:, :, causal_mask(7, "A") == 0].any()
     assert not params["conv3.w"][:, :, causal_mask(3, "B") == 0].any()
     assert attention_pixelcnn.attention_layers(make_config("attention", attention_every=0)) == []
     assert attention_pixelcnn.attention_layers(make_config("attention", n_layers=5, attention_every=2)) == [2, 4]
-    x = np.random.default_rng(1).integers(0, 2, size=(1, 1, 28, 28)).astype(np.float32)
-    logits, _ = attention_pixelcnn.forward(params, x, config)
-    assert logits.shape == (1, 1, 28, 28) and logits.dtype == np.float32
+    # init: q, k, v variance 1 / h; o variance 1 / (d B), B = 1 block; pos standard normal
+    assert params["attn4.q.w"].var() * 32 == pytest.approx(1.0, rel=0.25)
+    assert params["attn4.o.w"].var() * 8 == pytest.approx(1.0, rel=0.25)
+    assert params["attn4.pos"].var() == pytest.approx(1.0, rel=0.1)
+    assert params["conv3.w"][:, :, causal_mask(3, "B") != 0].var() * (32 * 5) == pytest.approx(2.0, rel=0.1)
 
 
 @pytest.mark.parametrize("key, value", [("attention_every", -1), ("key_channels", 0), ("key_channels", 1.5)])
@@ -273,111 +268,16 @@ def test_labels_are_refused():
         attention_pixelcnn.forward(params, np.zeros((2, 1, 4, 5)), config, labels=np.array([1, 2]))
 
 
-@pytest.mark.parametrize("pixels", ["binary", "8bit"])
-def test_model_gradients(pixels):
-    config = tiny_config(pixels)
-    rng = np.random.default_rng(20 + (pixels == "8bit"))
-    params = random_params(config, rng)
-    images = rng.integers(0, 2 if pixels == "binary" else 256, size=(2, 4, 5))
-    x = model_input(images, config, np.float64)
-
-    def loss_of(params, x=x):
-        return loss_and_grad(attention_pixelcnn.forward(params, x, config)[0], images, config)[0]
-
-    logits, cache = attention_pixelcnn.forward(params, x, config)
-    grads = attention_pixelcnn.backward(loss_and_grad(logits, images, config)[1], cache, need_dx=True)
-    assert set(grads) == set(params) | {"x"}
-    assert any(k.startswith("attn1.") for k in grads) and any(k.startswith("attn2.") for k in grads)
-    for name, p in params.items():
-        assert grads[name].shape == p.shape and np.abs(grads[name]).max() > 0, name
-        check_directional(lambda q: loss_of({**params, name: q}), p, grads[name], rng)
-    for name in ("conv1.w", "attn1.q.w", "attn2.pos", "attn2.v.b"):
-        check_elementwise(lambda q: loss_of({**params, name: q}), params[name], grads[name])
-    check_directional(lambda x: loss_of(params, x), x, grads["x"], rng)
-    check_elementwise(lambda x: loss_of(params, x), x, grads["x"])
-    assert not grads["conv0.w"][:, :, causal_mask(3, "A") == 0].any()
-
-
-def test_backward_skips_dx_by_default_and_keeps_the_cache():
-    config = tiny_config()
-    rng = np.random.default_rng(22)
-    params = random_params(config, rng)
-    logits, cache = attention_pixelcnn.forward(params, rng.uniform(0, 1, size=(2, 1, 4, 5)), config)
-    dlogits = rng.standard_normal(logits.shape)
-    first = attention_pixelcnn.backward(dlogits, cache)
-    again = attention_pixelcnn.backward(dlogits, cache, need_dx=True)
-    assert "x" not in first and again["x"].shape == (2, 1, 4, 5)
-    for name in params:
-        np.testing.assert_array_equal(first[name], again[name])
-
-
 # ----------------------------------------------------------------------------------
-# The autoregressive guarantee, and what attention reaches
+# What attention reaches
 # ----------------------------------------------------------------------------------
-
-@st.composite
-def model_cases(draw):
-    config = make_config("attention", hidden=draw(st.integers(1, 3)), n_layers=draw(st.integers(1, 3)),
-                         attention_every=draw(st.integers(1, 2)), key_channels=draw(st.integers(1, 3)),
-                         kernel_size=draw(st.sampled_from([1, 3])), first_kernel_size=draw(st.sampled_from([3, 5])),
-                         height=draw(st.integers(2, 6)), width=draw(st.integers(2, 6)),
-                         pixels=draw(st.sampled_from(["binary", "8bit"])))
-    p = draw(st.integers(0, config["height"] * config["width"] - 1))
-    return config, p, draw(st.integers(0, 2**32 - 1))
-
-
-@settings(deadline=None, max_examples=25)
-@given(model_cases(), st.sampled_from([np.float32, np.float64]))
-def test_logits_ignore_the_current_and_future_pixels(case, dtype):
-    """Keys q <= p after the mask-A conv: logits at every position <= p are bit-identical
-    when every pixel at a position >= p changes."""
-    config, p, seed = case
-    rng = np.random.default_rng(seed)
-    H, W = config["height"], config["width"]
-    params = random_params(config, rng, dtype)
-    x = rng.uniform(0, 1, size=(2, 1, H, W)).astype(dtype)
-    pos = raster_positions(H, W)
-    x2 = x.copy()
-    x2[:, :, pos >= p] = rng.uniform(-3, 3, size=(2, 1, int((pos >= p).sum()))).astype(dtype)
-    logits, _ = attention_pixelcnn.forward(params, x, config)
-    logits2, _ = attention_pixelcnn.forward(params, x2, config)
-    assert logits.dtype == dtype
-    assert np.array_equal(logits[:, :, pos <= p], logits2[:, :, pos <= p])
-
-
-@settings(deadline=None, max_examples=20)
-@given(model_cases())
-def test_logits_depend_on_an_earlier_pixel(case):
-    """The control: the pixel just left of p (or, in column 0, just above), which the
-    mask-A conv reads, changes the logits at p; at p = 0 nothing does."""
-    config, p, seed = case
-    rng = np.random.default_rng(seed)
-    H, W = config["height"], config["width"]
-    params = random_params(config, rng)
-    for l in range(config["n_layers"] + 1):                 # positive convs: no ReLU ever dead
-        params[f"conv{l}.w"] = np.abs(params[f"conv{l}.w"])
-        params[f"conv{l}.b"] = np.abs(params[f"conv{l}.b"]) + 0.1
-    for name in params:                                      # and blocks that only add (Y >= 0): a
-        if name.startswith("attn") and name.split(".", 1)[1] in ("pos", "v.w", "v.b", "o.w", "o.b"):
-            params[name] = np.abs(params[name])              # negative Y could kill a later ReLU at p
-    x = rng.uniform(0, 1, size=(2, 1, H, W))
-    i, j = divmod(p, W)
-    logits, _ = attention_pixelcnn.forward(params, x, config)
-    x2 = x.copy()
-    if p > 0:
-        x2[:, 0, i if j > 0 else i - 1, j - 1 if j > 0 else j] += 0.5
-        logits2, _ = attention_pixelcnn.forward(params, x2, config)
-        assert not np.allclose(logits2[:, :, i, j], logits[:, :, i, j], rtol=0, atol=1e-12)
-    else:
-        logits2, _ = attention_pixelcnn.forward(params, rng.uniform(0, 1, size=x.shape), config)
-        assert np.array_equal(logits2[:, :, 0, 0], logits[:, :, 0, 0])
-
 
 def test_attention_reaches_the_blind_spot():
     """3x3 kernels, 2 layers: the conv stack alone never reaches (i - 1, j + 3) from p = (i, j)
     (the blind spot); with an attention block it does (the key at (i - 1, j + 2) has seen it),
     and the input gradient is non-zero at every earlier pixel of the image except those only
-    the last raster positions could carry."""
+    the last raster positions could carry. The model's stated reach follows: the conv
+    stack's F // 2 + L (K // 2) = 3 without a block, the whole image with one."""
     config = make_config("attention", hidden=2, n_layers=2, attention_every=2, key_channels=2, kernel_size=3,
                          first_kernel_size=3, height=4, width=8)
     rng = np.random.default_rng(30)
@@ -395,34 +295,13 @@ def test_attention_reaches_the_blind_spot():
         support = attention_pixelcnn.backward(dlogits, cache, need_dx=True)["x"][0, 0] != 0
         assert bool(support[i - 1, j + 3]) == reaches
         assert not support[raster_positions(4, 8) >= i * 8 + j].any()          # never p or later
+        assert attention_pixelcnn.reach(cfg) == ((3, 7, 7) if every else (3, 3, 3))
+        assert np.all(support <= theoretical_region(cfg, i, j))
 
 
 # ----------------------------------------------------------------------------------
-# Cached sampling == naive sampling
+# One position at a time, for the cached sampler
 # ----------------------------------------------------------------------------------
-
-@settings(deadline=None, max_examples=6)
-@given(pixels=st.sampled_from(["binary", "8bit"]), n_layers=st.integers(1, 2), every=st.integers(1, 2),
-       H=st.integers(2, 4), W=st.integers(2, 4), seed=st.integers(0, 2**31))
-def test_cached_equals_naive(pixels, n_layers, every, H, W, seed):
-    config = tiny_config(pixels, n_layers=n_layers, attention_every=every, height=H, width=W)
-    params = random_params(config, np.random.default_rng(seed))
-    naive = sample_naive(params, config, 3, np.random.default_rng(seed))
-    cached = sample_cached(params, config, 3, np.random.default_rng(seed))
-    np.testing.assert_array_equal(cached, naive)
-
-
-@pytest.mark.parametrize("pixels", ["binary", "8bit"])
-def test_cached_equals_naive_for_completions(pixels):
-    config = tiny_config(pixels, height=4, width=4)
-    rng = np.random.default_rng(40)
-    params = random_params(config, rng)
-    given_images = rng.integers(0, 2 if pixels == "binary" else 256, (2, 4, 4))
-    naive = sample_naive(params, config, 2, np.random.default_rng(1), images=given_images, start=6)
-    cached = sample_cached(params, config, 2, np.random.default_rng(1), images=given_images, start=6)
-    np.testing.assert_array_equal(cached, naive)
-    np.testing.assert_array_equal(cached.reshape(2, -1)[:, :6], given_images.reshape(2, -1)[:, :6])
-
 
 def test_sampler_attention_matches_the_layer_at_every_position():
     """The sampler's one-position attention, fed the layer's inputs in raster order,
@@ -437,61 +316,3 @@ def test_sampler_attention_matches_the_layer_at_every_position():
         i, j = divmod(p, W)
         y_p = attention.attend_one_position(ap, keys, values, x[:, :, i, j], i, j, W)
         np.testing.assert_allclose(y_p, y[:, :, i, j], rtol=1e-12, atol=1e-13)
-
-
-# ----------------------------------------------------------------------------------
-# Checkpoint and PyTorch
-# ----------------------------------------------------------------------------------
-
-def test_checkpoint_round_trip(tmp_path):
-    from pixelcnn_np.checkpoint import check_params_match, load_checkpoint, save_checkpoint
-
-    config = tiny_config()
-    params = random_params(config, np.random.default_rng(50), np.float32)
-    save_checkpoint(tmp_path / "c.npz", params, config)
-    ck = load_checkpoint(tmp_path / "c.npz")
-    assert ck.config == config
-    check_params_match(ck.params, attention_pixelcnn.param_shapes(ck.config))
-    for k in params:
-        assert ck.params[k].dtype == np.float32
-        np.testing.assert_array_equal(ck.params[k], params[k])
-    x = np.random.default_rng(51).integers(0, 2, (2, 1, 4, 5)).astype(np.float32)
-    np.testing.assert_array_equal(attention_pixelcnn.forward(ck.params, x, ck.config)[0], attention_pixelcnn.forward(params, x, config)[0])
-
-
-@pytest.mark.parametrize("pixels", ["binary", "8bit"])
-def test_matches_torch_and_round_trips(pixels):
-    torch = pytest.importorskip("torch")
-    from pixelcnn_np.torch_bridge import parameter_names, from_torch, to_torch
-    torch.set_num_threads(1)
-
-    config = tiny_config(pixels, n_layers=3, attention_every=1, height=5, width=4)
-    rng = np.random.default_rng(60)
-    params = random_params(config, rng)
-    images = rng.integers(0, 2 if pixels == "binary" else 256, size=(3, 5, 4))
-    x = model_input(images, config, np.float64)
-    logits, cache = attention_pixelcnn.forward(params, x, config)
-    loss, dlogits = loss_and_grad(logits, images, config)
-    grads = attention_pixelcnn.backward(dlogits, cache, need_dx=True)
-
-    module = to_torch(params, config)
-    xt = torch.tensor(x, requires_grad=True)
-    out = module(xt)
-    if pixels == "binary":
-        loss_t = torch.nn.functional.binary_cross_entropy_with_logits(out, torch.from_numpy(x))
-    else:
-        loss_t = torch.nn.functional.cross_entropy(out, torch.from_numpy(images.astype(np.int64)))
-    loss_t.backward()
-    np.testing.assert_allclose(out.detach().numpy(), logits, rtol=1e-10, atol=1e-13)
-    assert loss == pytest.approx(loss_t.item(), rel=1e-12)
-    named = dict(module.named_parameters())
-    assert set(named) == set(parameter_names(config).values())
-    for ours, theirs in parameter_names(config).items():
-        np.testing.assert_allclose(named[theirs].grad.numpy(), grads[ours], rtol=1e-10, atol=1e-13, err_msg=ours)
-    np.testing.assert_allclose(xt.grad.numpy(), grads["x"], rtol=1e-10, atol=1e-13)
-
-    back, config2 = from_torch(module)
-    assert config2 == config and set(back) == set(params)
-    for k in params:
-        assert back[k].dtype == params[k].dtype
-        np.testing.assert_array_equal(back[k], params[k])

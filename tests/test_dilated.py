@@ -1,12 +1,14 @@
-"""Tests for the dilated PixelCNN (pixelcnn_np.dilated): shapes and init, gradients of
-the whole network (float64 finite differences, with a negative control), the
-autoregressive guarantee, the receptive field stated in the module docstring (checked
-against our input gradient and against boolean dependency maps), cached sampling
-against the naive loop, and a cross-check against PyTorch.
+"""Tests for the dilated PixelCNN, models.MODELS["dilated"]: pixelcnn.py's network under
+the dilated defaults. Its shapes and init, that it is the plain stack with other
+defaults, a negative control for the dilation in the backward pass, and the receptive
+field stated in pixelcnn.py's docstring (checked against our input gradient and
+against boolean dependency maps). What every model must satisfy (gradients, the
+autoregressive guarantee, cached sampling, the checkpoint, the PyTorch twin) is in
+test_model_contract.py.
 
 Every model is tiny (hidden <= 3, <= 3 dilated layers, images <= 9x9), except the
-receptive field of the default dilations (hidden 2, one 22x43 image) and one forward
-pass of the default configuration on a single image.
+receptive field of the default dilations (hidden 2, one 22x43 image) and the default
+configuration's shapes.
 """
 
 import numpy as np
@@ -14,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradcheck import check_directional, check_elementwise
+from gradcheck import check_directional, model_loss, needed_inputs, positive_params, random_params
+from pixelcnn_np import pixelcnn
 from pixelcnn_np.masks import causal_mask
-from pixelcnn_np.models import MODELS, get_model, loss_and_grad, make_config, model_input
-from pixelcnn_np.sampling import sample_cached, sample_naive
+from pixelcnn_np.models import MODELS, make_config
 
 dilated = MODELS["dilated"]          # pixelcnn.py's functions under the dilated defaults
 
@@ -26,34 +28,6 @@ def tiny_config(pixels="binary", **overrides):
     kwargs = dict(hidden=3, dilations=[1, 2], kernel_size=3, first_kernel_size=5, height=6, width=6, pixels=pixels)
     kwargs.update(overrides)
     return make_config("dilated", **kwargs)
-
-
-def random_params(config, rng, dtype=np.float64):
-    """The model's init plus noise on the kept taps, and non-zero biases, so no gradient
-    is trivially zero and samples are far from all-zero. Masked taps stay zero."""
-    params = dilated.init_params(config, rng, dtype)
-    for name, p in params.items():
-        noise = 0.3 * rng.standard_normal(p.shape)
-        params[name] = (p + noise * (p != 0) if name.endswith(".w") else p + noise).astype(dtype)
-    return params
-
-
-def positive_params(config, rng, dtype=np.float64):
-    """Every kept tap and every bias positive, every masked tap zero. With non-negative
-    inputs every ReLU is then the identity and every local derivative is > 0 on every
-    connection, so d logit(p) / d x(q) is non-zero exactly when a path joins q to p."""
-    params = {}
-    for name, w in dilated.init_params(config, rng, dtype).items():
-        if name.endswith(".b"):
-            params[name] = rng.uniform(0.1, 0.5, size=w.shape).astype(dtype)
-        else:
-            kept = w != 0
-            params[name] = (kept * rng.uniform(0.5, 1.5, size=w.shape) / kept[0].sum()).astype(dtype)
-    return params
-
-
-def raster_positions(H, W):
-    return np.arange(H * W).reshape(H, W)
 
 
 # ----------------------------------------------------------------------------------
@@ -72,12 +46,7 @@ def test_default_config_shapes_and_masked_init():
     assert dilated.param_shapes(config) == expected
     assert dilated.param_shapes(make_config("dilated", pixels="8bit"))["out.w"] == (256, h, 1, 1)
 
-    params = dilated.init_params(config, np.random.default_rng(0))
-    assert set(params) == set(expected)
-    for name, p in params.items():
-        assert p.shape == expected[name] and p.dtype == np.float32, name
-        if name.endswith(".b"):
-            assert not p.any(), name
+    params = dilated.init_params(config, np.random.default_rng(0))       # dtypes, zero biases: the contract's
     for name, K, mask_type in [("conv0.w", 7, "A")] + [(f"conv{l}.w", 3, "B") for l in range(1, 7)]:
         np.testing.assert_array_equal(params[name] != 0,
                                       np.broadcast_to(causal_mask(K, mask_type) != 0, params[name].shape))
@@ -85,10 +54,26 @@ def test_default_config_shapes_and_masked_init():
     kept = params["conv4.w"][:, :, causal_mask(3, "B") != 0]
     assert kept.var() * (h * 5) == pytest.approx(2.0, rel=0.1)
 
-    x = np.random.default_rng(1).integers(0, 2, size=(1, 1, 28, 28)).astype(np.float32)
-    logits, _ = dilated.forward(params, x, config)
-    assert logits.shape == (1, 1, 28, 28) and logits.dtype == np.float32
-    assert get_model(config) is dilated
+
+def test_dilated_is_the_plain_stack_under_other_defaults():
+    """"dilated" runs pixelcnn.py's own functions; a seed config with L layers is the
+    dilated config with L dilations of 1 and F = K: same names, same init, same logits."""
+    for name in ("param_shapes", "init_params", "forward", "backward", "sampler_init", "sampler_logits",
+                 "sampler_row_done", "reach", "torch_parameter_names", "out_channels"):
+        assert getattr(dilated, name) is getattr(pixelcnn, name), name
+    assert dilated.DEFAULTS["model"] == "dilated" and dilated.LAYERS_KEY is None and pixelcnn.LAYERS_KEY == "n_layers"
+    assert dilated.DISPLAY_NAME != pixelcnn.DISPLAY_NAME and dilated.TORCH_TWIN == pixelcnn.TORCH_TWIN
+    seed = make_config("pixelcnn", hidden=3, n_layers=3, kernel_size=5, height=6, width=7, n_classes=2)
+    same = make_config("dilated", hidden=3, dilations=[1, 1, 1], kernel_size=5, first_kernel_size=5,
+                       height=6, width=7, n_classes=2)
+    assert pixelcnn.param_shapes(seed) == dilated.param_shapes(same)
+    a = pixelcnn.init_params(seed, np.random.default_rng(0), np.float64)
+    b = dilated.init_params(same, np.random.default_rng(0), np.float64)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    x = np.random.default_rng(1).uniform(0, 1, size=(2, 1, 6, 7))
+    labels = np.array([0, 1])
+    np.testing.assert_array_equal(pixelcnn.forward(a, x, seed, labels)[0], dilated.forward(b, x, same, labels)[0])
+    assert pixelcnn.reach(seed) == dilated.reach(same) == (8, 8, 8)         # (L + 1) (K // 2)
 
 
 @pytest.mark.parametrize("key, value", [("first_kernel_size", 6), ("first_kernel_size", -1),
@@ -99,79 +84,30 @@ def test_bad_configs_are_rejected(key, value):
 
 
 # ----------------------------------------------------------------------------------
-# Gradients of the whole network (float64, finite differences)
+# A negative control for the gradient check (float64)
 # ----------------------------------------------------------------------------------
-
-def _gradient_case(pixels, seed):
-    config = tiny_config(pixels)
-    rng = np.random.default_rng(seed)
-    params = random_params(config, rng)
-    images = rng.integers(0, 2 if pixels == "binary" else 256, size=(2, config["height"], config["width"]))
-    x = model_input(images, config, np.float64)                      # (2, 1, 6, 6)
-
-    def loss_of(params, x=x):
-        logits, _ = dilated.forward(params, x, config)
-        return loss_and_grad(logits, images, config)[0]
-
-    def grads_of(params):
-        logits, cache = dilated.forward(params, x, config)
-        _, dlogits = loss_and_grad(logits, images, config)
-        return dilated.backward(dlogits, cache, need_dx=True)
-
-    return config, rng, params, x, loss_of, grads_of
-
-
-@pytest.mark.parametrize("pixels", ["binary", "8bit"])
-def test_dilated_model_gradients(pixels):
-    config, rng, params, x, loss_of, grads_of = _gradient_case(pixels, 41 if pixels == "binary" else 42)
-    grads = grads_of(params)
-    assert set(grads) == set(params) | {"x"}
-    for name, p in params.items():
-        assert grads[name].shape == p.shape and grads[name].dtype == np.float64, name
-        assert np.abs(grads[name]).max() > 0, name
-        check_directional(lambda q: loss_of({**params, name: q}), p, grads[name], rng)
-    for name in ("conv0.w", "conv2.w", "conv1.b"):
-        check_elementwise(lambda q: loss_of({**params, name: q}), params[name], grads[name])
-    check_directional(lambda x: loss_of(params, x), x, grads["x"], rng)
-    check_elementwise(lambda x: loss_of(params, x), x, grads["x"])
-    assert not grads["conv0.w"][:, :, causal_mask(5, "A") == 0].any()     # masked taps: zero gradient
-    for l in (1, 2):
-        assert not grads[f"conv{l}.w"][:, :, causal_mask(3, "B") == 0].any()
-
 
 def test_gradient_check_catches_a_wrong_dilation(monkeypatch):
     """Negative control at the model level: a backward whose convolutions forget the
     dilation (dilation 1 for every layer) must fail the check on the dilated layer's
     weights, while the correct one passes."""
     import pixelcnn_np.conv as conv
-    import pixelcnn_np.pixelcnn as plain                 # dilated.py runs the plain stack's functions
 
-    config, rng, params, x, loss_of, grads_of = _gradient_case("binary", 43)
+    config = tiny_config()
+    rng = np.random.default_rng(43)
+    params = random_params(config, rng)
+    _, loss_of, grads_of = model_loss(config, rng.integers(0, 2, size=(2, config["height"], config["width"])))
     f = lambda q: loss_of({**params, "conv2.w": q})                          # noqa: E731
     check_directional(f, params["conv2.w"], grads_of(params)["conv2.w"], rng)
     real = conv.conv2d_backward
-    monkeypatch.setattr(plain, "masked_conv2d_backward",
+    monkeypatch.setattr(pixelcnn, "masked_conv2d_backward",            # "dilated" runs pixelcnn.py
                         lambda dy, cache, need_dx=True: real(dy, cache[:4] + (1,), need_dx=need_dx))
     with pytest.raises(AssertionError, match="directional gradient check failed"):
         check_directional(f, params["conv2.w"], grads_of(params)["conv2.w"], rng)
 
 
-def test_backward_skips_dx_by_default_and_keeps_the_cache():
-    config = tiny_config()
-    rng = np.random.default_rng(44)
-    params = random_params(config, rng)
-    x = rng.uniform(0, 1, size=(2, 1, 6, 6))
-    logits, cache = dilated.forward(params, x, config)
-    dlogits = rng.standard_normal(logits.shape)
-    first = dilated.backward(dlogits, cache)
-    again = dilated.backward(dlogits, cache, need_dx=True)
-    assert "x" not in first and again["x"].shape == x.shape
-    for name in params:
-        np.testing.assert_array_equal(first[name], again[name])
-
-
 # ----------------------------------------------------------------------------------
-# The autoregressive guarantee
+# Receptive field: our gradient, boolean dependency maps, and the docstring's region
 # ----------------------------------------------------------------------------------
 
 @st.composite
@@ -186,59 +122,12 @@ def dilated_cases(draw):
     return config, p, draw(st.integers(0, 2**32 - 1))
 
 
-@settings(deadline=None, max_examples=25)
-@given(dilated_cases(), st.sampled_from([np.float32, np.float64]))
-def test_logits_ignore_the_current_and_future_pixels(case, dtype):
-    """Logits at every raster position <= p are bit-identical when every input pixel at a
-    position >= p changes: dilation spreads the kept taps, it never unmasks one."""
-    config, p, seed = case
-    rng = np.random.default_rng(seed)
-    H, W = config["height"], config["width"]
-    params = random_params(config, rng, dtype)
-    x = rng.uniform(0, 1, size=(2, 1, H, W)).astype(dtype)
-    pos = raster_positions(H, W)
-    x2 = x.copy()
-    x2[:, :, pos >= p] = rng.uniform(-3, 3, size=(2, 1, int((pos >= p).sum()))).astype(dtype)
-    logits, _ = dilated.forward(params, x, config)
-    logits2, _ = dilated.forward(params, x2, config)
-    assert logits.dtype == dtype
-    assert np.array_equal(logits[:, :, pos <= p], logits2[:, :, pos <= p])
-
-
-@settings(deadline=None, max_examples=25)
-@given(dilated_cases(), st.sampled_from([np.float32, np.float64]))
-def test_logits_depend_on_an_earlier_pixel(case, dtype):
-    """The control: the pixel just left of p (or, in column 0, just above) changes every
-    logit at p (mask A reads both, every mask-B layer keeps its centre tap, and with
-    positive weights and biases and non-negative inputs raising it raises the logits).
-    At p = 0 the logits must not change whatever the image."""
-    config, p, seed = case
-    rng = np.random.default_rng(seed)
-    H, W = config["height"], config["width"]
-    params = positive_params(config, rng, dtype)
-    x = rng.uniform(0, 1, size=(2, 1, H, W)).astype(dtype)
-    i, j = divmod(p, W)
-    logits, _ = dilated.forward(params, x, config)
-    if p > 0:
-        q = (i, j - 1) if j > 0 else (i - 1, j)
-        x2 = x.copy()
-        x2[:, 0, q[0], q[1]] += 0.5
-        logits2, _ = dilated.forward(params, x2, config)
-        assert np.all(logits2[:, :, i, j] > logits[:, :, i, j])
-    else:
-        logits2, _ = dilated.forward(params, rng.uniform(0, 1, size=x.shape).astype(dtype), config)
-        assert np.array_equal(logits2[:, :, 0, 0], logits[:, :, 0, 0])
-
-
-# ----------------------------------------------------------------------------------
-# Receptive field: our gradient, boolean dependency maps, and the docstring's region
-# ----------------------------------------------------------------------------------
 # Three independent descriptions of the pixels the logits at p depend on:
 #   * gradient_support: where our backward's input gradient is non-zero (positive weights,
 #     so no cancellation);
 #   * symbolic_field: a boolean map pushed backwards through the masks and dilations of
 #     the layer diagram, with the image border (no numerics at all);
-#   * docstring_region: the closed form stated in pixelcnn_np/dilated.py.
+#   * docstring_region: the closed form stated in pixelcnn_np/pixelcnn.py.
 
 def gradient_support(params, config, x, i, j, channel=0):
     logits, cache = dilated.forward(params, x, config)
@@ -247,28 +136,14 @@ def gradient_support(params, config, x, i, j, channel=0):
     return dilated.backward(dlogits, cache, need_dx=True)["x"][0, 0] != 0          # (H, W) bool
 
 
-def _needed_inputs(needed, mask, dilation):
-    """Input pixel q is needed when some needed output o reads it through a kept tap:
-    q = o + d (ky - r, kx - r). Positions outside the image are padding, not pixels."""
-    H, W = needed.shape
-    r = mask.shape[0] // 2
-    out = np.zeros_like(needed)
-    for o_i, o_j in zip(*np.nonzero(needed)):
-        for ky, kx in zip(*np.nonzero(mask)):
-            q_i, q_j = o_i + dilation * (ky - r), o_j + dilation * (kx - r)
-            if 0 <= q_i < H and 0 <= q_j < W:
-                out[q_i, q_j] = True
-    return out
-
-
 def symbolic_field(config, i, j):
     """(H, W) bool, from the layer diagram: the output layer and ReLUs keep the map, each
     masked conv spreads it over its kept taps (with its dilation), last layer first."""
     needed = np.zeros((config["height"], config["width"]), dtype=bool)
     needed[i, j] = True
     for d in reversed(config["dilations"]):
-        needed = _needed_inputs(needed, causal_mask(config["kernel_size"], "B"), d)
-    return _needed_inputs(needed, causal_mask(config["first_kernel_size"], "A"), 1)
+        needed = needed_inputs(needed, causal_mask(config["kernel_size"], "B"), d)
+    return needed_inputs(needed, causal_mask(config["first_kernel_size"], "A"), 1)
 
 
 def docstring_region(config, i, j):
@@ -350,76 +225,4 @@ def test_gradient_support_equals_the_symbolic_field(case):
     i, j = divmod(p, W)
     support = gradient_support(params, config, x, i, j, channel)
     np.testing.assert_array_equal(support, symbolic_field(config, i, j))
-    assert not support[raster_positions(H, W) >= p].any()
-
-
-# ----------------------------------------------------------------------------------
-# Cached sampling draws exactly the naive loop's images
-# ----------------------------------------------------------------------------------
-
-@settings(deadline=None, max_examples=20)
-@given(pixels=st.sampled_from(["binary", "8bit"]), hidden=st.integers(1, 3),
-       dilations=st.lists(st.integers(1, 3), min_size=1, max_size=2), K=st.sampled_from([1, 3, 5]),
-       F=st.sampled_from([3, 5]), H=st.integers(2, 5), W=st.integers(2, 5), n=st.integers(1, 3),
-       temperature=st.sampled_from([0.5, 1.0, 2.0]), seed=st.integers(0, 2**31))
-def test_cached_equals_naive(pixels, hidden, dilations, K, F, H, W, n, temperature, seed):
-    config = make_config("dilated", hidden=hidden, dilations=dilations, kernel_size=K, first_kernel_size=F,
-                         height=H, width=W, pixels=pixels)
-    params = random_params(config, np.random.default_rng(seed))
-    naive = sample_naive(params, config, n, np.random.default_rng(seed), temperature=temperature)
-    cached = sample_cached(params, config, n, np.random.default_rng(seed), temperature=temperature)
-    assert np.array_equal(cached, naive)
-
-
-@pytest.mark.parametrize("pixels, start", [("binary", 0), ("binary", 13), ("8bit", 7), ("8bit", 30)])
-def test_cached_equals_naive_for_completions(pixels, start):
-    config = tiny_config(pixels)                                      # 6x6: start 30 leaves 6 pixels
-    rng = np.random.default_rng(48 + start)
-    params = random_params(config, rng)
-    given_images = rng.integers(0, 2 if pixels == "binary" else 256, size=(3, 6, 6))
-    naive = sample_naive(params, config, 3, np.random.default_rng(1), images=given_images, start=start)
-    cached = sample_cached(params, config, 3, np.random.default_rng(1), images=given_images, start=start)
-    assert np.array_equal(cached, naive)
-    np.testing.assert_array_equal(cached.reshape(3, -1)[:, :start], given_images.reshape(3, -1)[:, :start])
-    assert len(np.unique(cached.reshape(3, -1)[:, start:])) > 1       # not a constant image
-
-
-# ----------------------------------------------------------------------------------
-# Cross-check against PyTorch (float64)
-# ----------------------------------------------------------------------------------
-
-def torch_dilated_forward(torch, params, x, config):
-    """The model as a PyTorch user would write it: masked weights, padding d * (K // 2)."""
-    F = torch.nn.functional
-
-    def masked_conv(a, name, mask_type, d):
-        w = params[name + ".w"]
-        mask = torch.tensor(causal_mask(w.shape[-1], mask_type), dtype=torch.float64)
-        return F.conv2d(a, w * mask, params[name + ".b"], padding=d * (w.shape[-1] // 2), dilation=d)
-
-    h = F.relu(masked_conv(x, "conv0", "A", 1))
-    for l, d in enumerate(config["dilations"], start=1):
-        h = F.relu(masked_conv(h, f"conv{l}", "B", d))
-    return F.conv2d(h, params["out.w"], params["out.b"])
-
-
-@pytest.mark.parametrize("pixels", ["binary", "8bit"])
-def test_matches_torch(pixels):
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
-    config = tiny_config(pixels, dilations=[1, 2, 3], height=7, width=6)
-    rng = np.random.default_rng(49)
-    params = random_params(config, rng)
-    x = rng.uniform(0, 1, size=(2, 1, 7, 6))
-    logits, cache = dilated.forward(params, x, config)
-    dlogits = rng.standard_normal(logits.shape)
-    grads = dilated.backward(dlogits, cache, need_dx=True)
-
-    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    tx = torch.tensor(x, requires_grad=True)
-    tlogits = torch_dilated_forward(torch, tp, tx, config)
-    (tlogits * torch.tensor(dlogits)).sum().backward()
-    np.testing.assert_allclose(logits, tlogits.detach().numpy(), rtol=1e-10, atol=1e-12)
-    for name in params:
-        np.testing.assert_allclose(grads[name], tp[name].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
-    np.testing.assert_allclose(grads["x"], tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert not support[np.arange(H * W).reshape(H, W) >= p].any()                  # all before p

@@ -1,10 +1,13 @@
 """Tests for the Gated PixelCNN (pixelcnn_np.gated) and its parts: the two stack masks,
-the one-row shift, the gate; gradients of the whole network; the autoregressive
-guarantee; and the blind spot of the plain PixelCNN, shown numerically and matched
-against an independent symbolic computation of both receptive fields.
+the one-row shift, the gate; a negative control for the whole network's gradient;
+which earlier pixel the first layer's dilation makes the nearest; and the blind spot of
+the plain PixelCNN, shown numerically and matched against an independent symbolic
+computation of both receptive fields. What every model must satisfy (gradients, the
+autoregressive guarantee, cached sampling, the checkpoint, the PyTorch twin) is in
+test_model_contract.py.
 
-Every model here is tiny (hidden <= 4, images <= 9x9, <= 3 layers), except one
-forward pass of the default configuration on a single image.
+Every model here is tiny (hidden <= 4, images <= 9x9, <= 3 layers), except the default
+configuration's shapes and init.
 """
 
 import numpy as np
@@ -12,53 +15,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradcheck import check_directional, check_elementwise, dot_with
+from gradcheck import check_directional, check_elementwise, dot_with, model_loss, positive_params, random_params
 from pixelcnn_np import gated, pixelcnn
 from pixelcnn_np.activations import elu_backward, elu_forward, gate_backward, gate_forward
 from pixelcnn_np.masks import causal_mask, horizontal_mask, vertical_mask
-from pixelcnn_np.models import loss_and_grad, make_config, model_input
+from pixelcnn_np.models import make_config
+from pixelcnn_np.receptive_field import theoretical_region
 
 
 def tiny_config(pixels="binary", **overrides):
     kwargs = dict(hidden=3, dilations=[1, 2, 1], kernel_size=3, height=6, width=6, pixels=pixels)
     kwargs.update(overrides)
     return make_config("gated", **kwargs)
-
-
-def random_params(module, config, rng, dtype=np.float64):
-    """The model's init plus noise on the kept taps, and non-zero biases, so no gradient
-    is trivially zero. Masked taps stay zero, as in training."""
-    params = module.init_params(config, rng, dtype)
-    for name, p in params.items():
-        noise = 0.1 * rng.standard_normal(p.shape)
-        params[name] = (p + noise * (p != 0) if name.endswith(".w") else p + noise).astype(dtype)
-    return params
-
-
-def positive_params(module, config, rng, dtype=np.float64):
-    """Every kept tap positive, every bias positive, every masked tap zero.
-
-    Weights are uniform(0.5, 1.5) / (kept fan-in), so a pre-activation is a weighted
-    mean of its inputs plus a bias in (0.1, 0.5): of order one, far from saturating
-    tanh or the sigmoid even in float32.
-
-    Why this makes dependence visible: with non-negative inputs every pre-activation is
-    positive, so every ReLU is the identity and every gate tanh(a1) sigmoid(a2) has
-    d/da1 = sigmoid(a2) (1 - tanh(a1)^2) > 0 and d/da2 = tanh(a1) sigmoid(a2) (1 - sigmoid(a2)) > 0;
-    ELU has slope 1; the residual is the identity plus a positive 1x1 conv. Every local
-    derivative is then >= 0 and > 0 on every connection, so d logit(p) / d x(q) is a sum
-    of strictly positive path products: exactly non-zero when some path joins q to p,
-    exactly zero when none does. No cancellation, no dead unit, no saturation.
-    """
-    params = {}
-    for name, w in module.init_params(config, rng, dtype).items():
-        if name.endswith(".b"):
-            params[name] = rng.uniform(0.1, 0.5, size=w.shape).astype(dtype)
-        else:
-            kept = w != 0                                              # the masks' kept taps
-            fan_in = kept[0].sum()
-            params[name] = (kept * rng.uniform(0.5, 1.5, size=w.shape) / fan_in).astype(dtype)
-    return params
 
 
 def raster_positions(H, W):
@@ -201,58 +169,8 @@ def test_elu_gradient(seed):
 
 
 # ----------------------------------------------------------------------------------
-# Gradients of the whole network (float64, finite differences)
+# A negative control for the whole network's gradient (float64)
 # ----------------------------------------------------------------------------------
-
-def _loss_and_grads(params, images, config, x):
-    logits, cache = gated.forward(params, x, config)
-    loss, dlogits = loss_and_grad(logits, images, config)
-    return loss, gated.backward(dlogits, cache, need_dx=True)
-
-
-@pytest.mark.parametrize("pixels", ["binary", "8bit"])
-def test_gated_model_gradients(pixels):
-    config = tiny_config(pixels)
-    rng = np.random.default_rng(11 if pixels == "binary" else 12)
-    params = random_params(gated, config, rng)
-    top = 2 if pixels == "binary" else 256
-    images = rng.integers(0, top, size=(2, config["height"], config["width"]))
-    x = model_input(images, config, np.float64)                      # (2, 1, 6, 6)
-
-    def loss_of(params, x=x):
-        logits, _ = gated.forward(params, x, config)
-        return loss_and_grad(logits, images, config)[0]
-
-    _, grads = _loss_and_grads(params, images, config, x)
-    assert set(grads) == set(params) | {"x"}
-    for name, p in params.items():
-        assert grads[name].shape == p.shape and grads[name].dtype == np.float64, name
-        assert np.abs(grads[name]).max() > 0, name
-        check_directional(lambda q: loss_of({**params, name: q}), p, grads[name], rng)
-    for name in ("v0.w", "h0.w", "link1.b", "res2.b", "h2.b", "v1.b"):
-        check_elementwise(lambda q: loss_of({**params, name: q}), params[name], grads[name])
-    check_directional(lambda x: loss_of(params, x), x, grads["x"], rng)
-    check_elementwise(lambda x: loss_of(params, x), x, grads["x"])
-    # masked taps get exactly zero gradient, so they stay zero under any optimizer
-    for l in range(3):
-        assert not grads[f"v{l}.w"][:, :, 2].any()
-        assert not grads[f"h{l}.w"][:, :, [0, 2]].any() and not grads[f"h{l}.w"][:, :, 1, 2].any()
-    assert not grads["h0.w"][:, :, 1, 1].any()
-
-
-def test_gated_backward_skips_dx_by_default_and_keeps_the_cache():
-    config = tiny_config()
-    rng = np.random.default_rng(13)
-    params = random_params(gated, config, rng)
-    x = rng.uniform(0, 1, size=(2, 1, 6, 6))
-    logits, cache = gated.forward(params, x, config)
-    dlogits = rng.standard_normal(logits.shape)
-    first = gated.backward(dlogits, cache)
-    again = gated.backward(dlogits, cache, need_dx=True)
-    assert "x" not in first and again["x"].shape == x.shape
-    for name in params:
-        np.testing.assert_array_equal(first[name], again[name])
-
 
 def test_gated_gradient_check_catches_a_wrong_shift_adjoint(monkeypatch):
     """Negative control at the model level: a backward that sends the link's gradient
@@ -260,20 +178,13 @@ def test_gated_gradient_check_catches_a_wrong_shift_adjoint(monkeypatch):
     vertical stack's weights, while the correct one passes."""
     config = tiny_config()
     rng = np.random.default_rng(14)
-    params = random_params(gated, config, rng)
-    images = rng.integers(0, 2, size=(2, 6, 6))
-    x = model_input(images, config, np.float64)
-
-    def loss_of(q):
-        logits, _ = gated.forward({**params, "v0.w": q}, x, config)
-        return loss_and_grad(logits, images, config)[0]
-
-    _, right = _loss_and_grads(params, images, config, x)
-    check_directional(loss_of, params["v0.w"], right["v0.w"], rng)
+    params = random_params(config, rng, scale=0.1)
+    _, loss, grads = model_loss(config, rng.integers(0, 2, size=(2, 6, 6)))
+    f = lambda q: loss({**params, "v0.w": q})                                  # noqa: E731
+    check_directional(f, params["v0.w"], grads(params)["v0.w"], rng)
     monkeypatch.setattr(gated, "shift_down_backward", gated.shift_down_forward)
-    _, wrong = _loss_and_grads(params, images, config, x)
     with pytest.raises(AssertionError, match="directional gradient check failed"):
-        check_directional(loss_of, params["v0.w"], wrong["v0.w"], rng)
+        check_directional(f, params["v0.w"], grads(params)["v0.w"], rng)
 
 
 # ----------------------------------------------------------------------------------
@@ -298,12 +209,7 @@ def test_default_config_shapes_and_masked_init():
     assert shapes == expected
     assert len(shapes) == 6 * L + 2 * (L - 1) + 2
 
-    params = gated.init_params(config, np.random.default_rng(0))
-    assert set(params) == set(shapes)
-    for name, p in params.items():
-        assert p.shape == shapes[name] and p.dtype == np.float32, name
-        if name.endswith(".b"):
-            assert not p.any(), name
+    params = gated.init_params(config, np.random.default_rng(0))         # dtypes, zero biases: the contract's
     for l in range(L):
         v, hw = params[f"v{l}.w"], params[f"h{l}.w"]
         hmask = horizontal_mask(3, "A" if l == 0 else "B")
@@ -312,15 +218,11 @@ def test_default_config_shapes_and_masked_init():
     # variance 1 / (kept fan-in): 6 kept taps x 32 channels for v1 (12288 samples, ~1.3% sd)
     kept = params["v1.w"][:, :, :2]
     assert kept.var() * (h * 6) == pytest.approx(1.0, rel=0.1)
-    assert gated.init_params(config, np.random.default_rng(0), np.float64)["out.w"].dtype == np.float64
-    x = np.random.default_rng(1).integers(0, 2, size=(1, 1, 28, 28)).astype(np.float32)
-    logits, _ = gated.forward(params, x, config)
-    assert logits.shape == (1, 1, 28, 28) and logits.dtype == np.float32
     assert gated.param_shapes(make_config("gated", pixels="8bit"))["out.w"] == (256, h, 1, 1)
 
 
 # ----------------------------------------------------------------------------------
-# The autoregressive guarantee, whole model
+# The nearest earlier pixel: the first layer's dilation decides
 # ----------------------------------------------------------------------------------
 
 @st.composite
@@ -336,42 +238,22 @@ def gated_cases(draw):
 
 @settings(deadline=None, max_examples=25)
 @given(gated_cases())
-def test_gated_logits_ignore_the_current_and_future_pixels(case):
-    """Logits at every raster position <= p are bit-identical when every input pixel at
-    a position >= p changes. (The vertical stack at row i does read pixels right of p in
-    row i; the shift down keeps that from reaching the horizontal stack before row i + 1.)"""
-    config, dtype, p, seed = case
-    rng = np.random.default_rng(seed)
-    H, W = config["height"], config["width"]
-    params = random_params(gated, config, rng, dtype)
-    x = rng.uniform(0, 1, size=(2, 1, H, W)).astype(dtype)
-    pos = raster_positions(H, W)
-    x2 = x.copy()
-    x2[:, :, pos >= p] = rng.uniform(-3, 3, size=(2, 1, int((pos >= p).sum()))).astype(dtype)
-
-    logits, _ = gated.forward(params, x, config)
-    logits2, _ = gated.forward(params, x2, config)
-    assert logits.dtype == dtype
-    assert np.array_equal(logits[:, :, pos <= p], logits2[:, :, pos <= p])
-
-
-@settings(deadline=None, max_examples=25)
-@given(gated_cases())
 def test_gated_logits_depend_on_an_earlier_pixel(case):
-    """The control for the test above: an earlier pixel q does change the logits at p.
+    """An earlier pixel q does change the logits at p (test_model_contract.py checks the
+    pixel above p for every model; this is the gated model's own row):
 
     q is the pixel d_0 to the left of p (the first layer's mask-A tap with dilation d_0;
     with d_0 > 1 the immediate left neighbour is simply not on the dilated lattice), or,
     when that falls off the row, the pixel just above (vertical centre tap of layer 0 ->
     shift -> link -> horizontal stack at p). With positive weights and biases and
     non-negative inputs every local derivative on the path is positive (see
-    `positive_params`), so raising x_q by 0.5 strictly raises every logit at p.
+    gradcheck.positive_params), so raising x_q by 0.5 strictly raises every logit at p.
     If p is in row 0 with j < d_0, nothing before p is within reach: then the logits at p
     must not change whatever the image."""
     config, dtype, p, seed = case
     rng = np.random.default_rng(seed)
     H, W = config["height"], config["width"]
-    params = positive_params(gated, config, rng, dtype)
+    params = positive_params(config, rng, dtype)
     x = rng.uniform(0, 1, size=(2, 1, H, W)).astype(dtype)
     i, j = divmod(p, W)
     d0 = config["dilations"][0]
@@ -479,7 +361,7 @@ def upper_right_wedge(p, shape, r=1):
 
 def _support_case(module, config, seed, p):
     rng = np.random.default_rng(seed)
-    params = positive_params(module, config, rng)
+    params = positive_params(config, rng)
     x = rng.uniform(0.1, 1.0, size=(1, 1, config["height"], config["width"]))
     return gradient_support(module, params, config, x, p)
 
@@ -494,6 +376,8 @@ def test_plain_pixelcnn_has_a_blind_spot():
     support = _support_case(pixelcnn, config, 21, p)
     reach = config["n_layers"] + 1                                   # r = 1 per masked layer
     region = reachable_causal_positions((i, j), reach, reach, reach, shape)
+    assert pixelcnn.reach(config) == (reach, reach, reach)           # the model's own statement of it
+    np.testing.assert_array_equal(region, theoretical_region(config, i, j))
     wedge = upper_right_wedge((i, j), shape)
 
     assert not support[raster_positions(*shape) >= p].any()          # nothing at or after p
@@ -519,6 +403,8 @@ def test_gated_pixelcnn_has_no_blind_spot():
     region = reachable_causal_positions((i, j), S + 1, S, S, shape)
     wedge = upper_right_wedge((i, j), shape)
 
+    assert gated.reach(config) == (S + 1, S, S)                      # the model's own statement of it
+    np.testing.assert_array_equal(region, theoretical_region(config, i, j))
     assert not support[raster_positions(*shape) >= p].any()
     np.testing.assert_array_equal(support, region)
     assert (support & wedge).sum() > 0 and np.all(support[region & wedge])
@@ -559,7 +445,7 @@ def test_gradient_support_equals_the_symbolic_field(case):
     module = gated if config["model"] == "gated" else pixelcnn
     field = (symbolic_gated_field if module is gated else symbolic_pixelcnn_field)(config)
     rng = np.random.default_rng(seed)
-    params = positive_params(module, config, rng)
+    params = positive_params(config, rng)
     x = rng.uniform(0.1, 1.0, size=(1, 1, H, W))
     channel = int(rng.integers(0, 1 if config["pixels"] == "binary" else 256))
     support = gradient_support(module, params, config, x, p, channel)

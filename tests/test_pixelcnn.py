@@ -1,17 +1,17 @@
-"""Tests for the whole seed PixelCNN: gradients of the full network, the autoregressive
-guarantee end to end, naive sampling, the training loop (including exact resume) and
-evaluation. Every model here is tiny (hidden <= 4, images <= 8x8)."""
+"""Tests for the seed PixelCNN: its parameter shapes and masked init, the model input,
+naive sampling, the training loop (including exact resume) and evaluation. What every
+model must satisfy (gradients, the autoregressive guarantee, cached sampling, the
+checkpoint and the PyTorch twin) is in test_model_contract.py. Every model here is tiny
+(hidden <= 4, images <= 8x8)."""
 
 import numpy as np
 import pytest
 import scipy.special
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from gradcheck import check_directional, check_elementwise
+from gradcheck import random_params
 from pixelcnn_np.adam import adam_init
 from pixelcnn_np.models import loss_and_grad, make_config, model_input
-from pixelcnn_np.pixelcnn import backward, forward, init_params, param_shapes
+from pixelcnn_np.pixelcnn import forward, init_params, param_shapes
 from pixelcnn_np.sampling import sample_naive
 from pixelcnn_np.train import evaluate, training_steps
 
@@ -22,69 +22,9 @@ def tiny_config(pixels="binary", **overrides):
     return make_config("pixelcnn", **kwargs)
 
 
-def random_params(config, rng, dtype=np.float64):
-    """He-initialised weights plus noise on the kept taps, and non-zero biases, so no
-    gradient is trivially zero. Masked taps stay zero, as in training."""
-    params = init_params(config, rng, dtype)
-    for name, p in params.items():
-        noise = 0.1 * rng.standard_normal(p.shape)
-        params[name] = (p + noise * (p != 0) if name.endswith(".w") else p + noise).astype(dtype)
-    return params
-
-
-def random_images(config, rng, n):
-    """(n, H, W) integer pixels: 0/1 for binary, 0..255 for 8-bit."""
-    top = 2 if config["pixels"] == "binary" else 256
-    return rng.integers(0, top, size=(n, config["height"], config["width"]))
-
-
-def raster_positions(H, W):
-    return np.arange(H * W).reshape(H, W)
-
-
 # ----------------------------------------------------------------------------------
-# Gradients of the whole network (float64, finite differences)
+# Parameters
 # ----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("pixels", ["binary", "8bit"])
-def test_model_gradients(pixels):
-    config = tiny_config(pixels)
-    rng = np.random.default_rng(1 if pixels == "binary" else 2)
-    params = random_params(config, rng)
-    images = random_images(config, rng, n=2)
-    x = model_input(images, config, np.float64)                   # (2, 1, 5, 5)
-
-    def loss_of(params, x=x):
-        logits, _ = forward(params, x, config)
-        return loss_and_grad(logits, images, config)[0]
-
-    logits, cache = forward(params, x, config)
-    _, dlogits = loss_and_grad(logits, images, config)
-    grads = backward(dlogits, cache, need_dx=True)
-    assert set(grads) == set(params) | {"x"}
-    for name, p in params.items():
-        assert grads[name].shape == p.shape and grads[name].dtype == np.float64, name
-        check_directional(lambda q: loss_of({**params, name: q}), p, grads[name], rng)
-    for name in ("conv0.w", "conv1.b", "conv2.w", "out.b"):
-        check_elementwise(lambda q: loss_of({**params, name: q}), params[name], grads[name])
-    # the input gradient (the first layer's dx, which training skips)
-    check_directional(lambda x: loss_of(params, x), x, grads["x"], rng)
-    check_elementwise(lambda x: loss_of(params, x), x, grads["x"])
-
-
-def test_backward_leaves_the_cache_usable_and_skips_dx_by_default():
-    config = tiny_config()
-    rng = np.random.default_rng(3)
-    params = random_params(config, rng)
-    x = model_input(random_images(config, rng, 2), config, np.float64)
-    logits, cache = forward(params, x, config)
-    dlogits = rng.standard_normal(logits.shape)
-    first = backward(dlogits, cache)
-    again = backward(dlogits, cache, need_dx=True)
-    assert "x" not in first and "x" in again
-    for name in params:
-        np.testing.assert_array_equal(first[name], again[name])
-
 
 def test_param_shapes_and_masked_init():
     config = tiny_config("8bit", hidden=4, n_layers=1, kernel_size=5)
@@ -95,71 +35,6 @@ def test_param_shapes_and_masked_init():
     assert all(params[k].shape == s and params[k].dtype == np.float32 for k, s in shapes.items())
     assert not params["conv0.w"][:, :, 2, 2:].any() and not params["conv0.w"][:, :, 3:].any()
     assert params["conv1.w"][:, :, 2, 2].all() and not params["conv1.w"][:, :, 2, 3:].any()
-
-
-# ----------------------------------------------------------------------------------
-# The autoregressive guarantee, whole model
-# ----------------------------------------------------------------------------------
-
-@st.composite
-def model_cases(draw):
-    config = make_config("pixelcnn", hidden=draw(st.integers(2, 4)), n_layers=draw(st.integers(0, 3)),
-                         kernel_size=draw(st.sampled_from([3, 5])), height=draw(st.integers(4, 8)),
-                         width=draw(st.integers(4, 8)), pixels=draw(st.sampled_from(["binary", "8bit"])))
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    p = draw(st.integers(1, config["height"] * config["width"] - 1))
-    return config, dtype, p, draw(st.integers(0, 2**32 - 1))
-
-
-@settings(deadline=None, max_examples=40)
-@given(model_cases())
-def test_logits_ignore_the_current_and_future_pixels(case):
-    """Logits at every raster position <= p are bit-identical when every input pixel at
-    a position >= p changes: the network predicts x_p from x_<p only."""
-    config, dtype, p, seed = case
-    rng = np.random.default_rng(seed)
-    H, W = config["height"], config["width"]
-    params = random_params(config, rng, dtype)
-    x = rng.uniform(0, 1, size=(2, 1, H, W)).astype(dtype)
-    pos = raster_positions(H, W)
-    x2 = x.copy()
-    x2[:, :, pos >= p] = rng.uniform(-3, 3, size=(2, 1, int((pos >= p).sum()))).astype(dtype)
-
-    logits, _ = forward(params, x, config)
-    logits2, _ = forward(params, x2, config)
-    assert np.array_equal(logits[:, :, pos <= p], logits2[:, :, pos <= p])
-
-
-@settings(deadline=None, max_examples=40)
-@given(model_cases())
-def test_logits_depend_on_an_earlier_pixel(case):
-    """The control for the test above: the pixel just left of p (or, at the start of a
-    row, the one just above) does change the logits at p.
-
-    Why this cannot be flaky: with random signed weights a ReLU may be dead at p and
-    hide the change. Here every weight on a kept tap is positive, every bias positive
-    and the input non-negative, so every pre-activation is positive, every ReLU is the
-    identity, and each logit at p is a sum over paths of products of positive weights.
-    The left neighbour reaches p through the mask-A tap just left of the centre (the
-    one above through the tap just above the centre), then the centre taps of the
-    mask-B layers and the 1x1 output layer: raising it by 0.5 strictly raises every logit at p.
-    """
-    config, dtype, p, seed = case
-    rng = np.random.default_rng(seed)
-    H, W = config["height"], config["width"]
-    params = {name: (np.abs(w) + 0.01 * (w != 0)).astype(dtype)          # > 0 on kept taps
-              for name, w in init_params(config, rng, dtype).items() if name.endswith(".w")}
-    params.update({name: rng.uniform(0.1, 1.0, size=shape).astype(dtype)
-                   for name, shape in param_shapes(config).items() if name.endswith(".b")})
-    x = rng.uniform(0, 1, size=(2, 1, H, W)).astype(dtype)
-    i, j = divmod(p, W)
-    q = (i, j - 1) if j > 0 else (i - 1, j)
-    x2 = x.copy()
-    x2[:, 0, q[0], q[1]] += 0.5
-
-    logits, _ = forward(params, x, config)
-    logits2, _ = forward(params, x2, config)
-    assert np.all(logits2[:, :, i, j] > logits[:, :, i, j])
 
 
 # ----------------------------------------------------------------------------------
@@ -186,7 +61,7 @@ def test_model_input(pixels, dtype):
 @pytest.mark.parametrize("pixels", ["binary", "8bit"])
 def test_sample_naive_shape_values_and_determinism(pixels):
     config = tiny_config(pixels, n_layers=1, height=4, width=4)
-    params = random_params(config, np.random.default_rng(4))
+    params = random_params(config, np.random.default_rng(4), scale=0.1)
     a = sample_naive(params, config, 3, np.random.default_rng(7))
     b = sample_naive(params, config, 3, np.random.default_rng(7))
     c = sample_naive(params, config, 3, np.random.default_rng(8))
@@ -201,7 +76,7 @@ def test_sample_naive_shape_values_and_determinism(pixels):
 
 def test_sample_naive_completion_keeps_the_given_prefix():
     config = tiny_config("8bit", n_layers=1, height=4, width=4)
-    params = random_params(config, np.random.default_rng(5))
+    params = random_params(config, np.random.default_rng(5), scale=0.1)
     given_images = np.random.default_rng(6).integers(0, 256, size=(2, 4, 4)).astype(np.uint8)
     out = sample_naive(params, config, 2, np.random.default_rng(0), images=given_images, start=6)
     np.testing.assert_array_equal(out.reshape(2, -1)[:, :6], given_images.reshape(2, -1)[:, :6])
@@ -212,7 +87,7 @@ def test_sample_naive_completion_keeps_the_given_prefix():
 @pytest.mark.parametrize("temperature", [0, -1.0])
 def test_sample_naive_rejects_non_positive_temperature(temperature):
     config = tiny_config(n_layers=1, height=4, width=4)
-    params = random_params(config, np.random.default_rng(0))
+    params = random_params(config, np.random.default_rng(0), scale=0.1)
     with pytest.raises(ValueError, match=r"temperature must be > 0"):
         sample_naive(params, config, 1, np.random.default_rng(0), temperature=temperature)
 
@@ -276,7 +151,7 @@ def test_resume_gives_exactly_the_uninterrupted_run(resume_after):
 def test_evaluate_is_the_mean_per_pixel_nll(pixels):
     config = tiny_config(pixels, n_layers=1, height=6, width=6)
     rng = np.random.default_rng(9)
-    params = random_params(config, rng)
+    params = random_params(config, rng, scale=0.1)
     images = rng.integers(0, 256, size=(10, 6, 6)).astype(np.uint8)
 
     got = evaluate(params, config, images, batch_size=4)        # batches of 4, 4, 2

@@ -1,8 +1,9 @@
-"""Sampling: the cached sampler draws exactly the images of the naive reference loop.
+"""Sampling: the samplers read the model, temperature, inverse-CDF draws, the one-row
+convolution the cached sampler is built on, and bad arguments.
 
-Both samplers consume one uniform per image per pixel in raster order, so with the
-same seed they must produce identical images, for every model and both pixel types,
-for fresh samples and for completions of given images.
+That the cached sampler draws exactly the images of the naive reference loop (both
+consume one uniform per image per pixel in raster order), for every model, both pixel
+types, with labels, fresh and completing given images, is test_model_contract.py's.
 """
 
 import numpy as np
@@ -29,32 +30,6 @@ def random_model(name, pixels, hidden, K, H, W, seed, dilations=None):
     params = {k: v + 0.3 * rng.standard_normal(v.shape) * (v != 0 if k.endswith(".w") else 1)
               for k, v in params.items()}
     return params, config
-
-
-@settings(deadline=None, max_examples=25)
-@given(name=st.sampled_from(["pixelcnn", "gated"]), pixels=st.sampled_from(["binary", "8bit"]),
-       hidden=st.integers(1, 4), K=st.sampled_from([3, 5]), H=st.integers(2, 7), W=st.integers(2, 7),
-       dilations=st.lists(st.integers(1, 3), min_size=1, max_size=3),
-       n=st.integers(1, 4), temperature=st.sampled_from([0.5, 1.0, 2.0]), seed=st.integers(0, 2**31))
-def test_cached_equals_naive(name, pixels, hidden, K, H, W, dilations, n, temperature, seed):
-    params, config = random_model(name, pixels, hidden, K, H, W, seed, dilations)
-    naive = sample_naive(params, config, n, np.random.default_rng(seed), temperature=temperature)
-    cached = sample_cached(params, config, n, np.random.default_rng(seed), temperature=temperature)
-    np.testing.assert_array_equal(cached, naive)
-
-
-@settings(deadline=None, max_examples=15)
-@given(name=st.sampled_from(["pixelcnn", "gated"]), pixels=st.sampled_from(["binary", "8bit"]),
-       start=st.integers(0, 30), seed=st.integers(0, 2**31))
-def test_cached_equals_naive_for_completions(name, pixels, start, seed):
-    params, config = random_model(name, pixels, 3, 3, 6, 5, seed)
-    rng = np.random.default_rng(seed)
-    given_images = (rng.integers(0, 2, (3, 6, 5)) if pixels == "binary" else rng.integers(0, 256, (3, 6, 5)))
-    naive = sample_naive(params, config, 3, np.random.default_rng(1), images=given_images, start=start)
-    cached = sample_cached(params, config, 3, np.random.default_rng(1), images=given_images, start=start)
-    np.testing.assert_array_equal(cached, naive)
-    kept = given_images.reshape(3, -1)[:, :start]
-    np.testing.assert_array_equal(cached.reshape(3, -1)[:, :start], kept)   # the given prefix is untouched
 
 
 def test_samples_follow_the_model_not_the_seed_alone():

@@ -2,7 +2,10 @@
 
 PyTorch is an independent implementation of every piece here: its conv2d with the
 masked weight, its autograd, its losses, its Adam. Agreement to ~1e-8 relative in
-float64 rules out any systematic error that our own reference might share.
+float64 rules out any systematic error that our own reference might share. Every
+registered model against its twin in torch_models.py, and the exact round trip
+to_torch / from_torch, are test_model_contract.py's; here the seed PixelCNN is written
+again from scratch, and the gated twin's parameter names are spelled out independently.
 """
 
 import numpy as np
@@ -29,6 +32,13 @@ def t(a, requires_grad=False):
 
 def close(ours, theirs, rtol=RTOL, atol=ATOL):
     np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=rtol, atol=atol)
+
+
+def torch_loss(logits_t, images, pixels):
+    """torch's mean binary cross-entropy (binary pixels) or 256-way cross-entropy (8-bit)."""
+    if pixels == "binary":
+        return F.binary_cross_entropy_with_logits(logits_t, t(images[:, None].astype(float)))
+    return F.cross_entropy(logits_t, torch.tensor(images, dtype=torch.long))
 
 
 # ----------------------------------------------------------------------------------
@@ -134,10 +144,7 @@ def test_pixelcnn_matches_torch(pixels):
     model = TorchPixelCNN(params, config)
     xt = t(x, True)
     logits_t = model(xt)
-    if pixels == "binary":
-        loss_t = F.binary_cross_entropy_with_logits(logits_t, t(images[:, None].astype(float)))
-    else:
-        loss_t = F.cross_entropy(logits_t, torch.tensor(images, dtype=torch.long))
+    loss_t = torch_loss(logits_t, images, pixels)
     loss_t.backward()
 
     close(logits, logits_t)
@@ -173,11 +180,11 @@ def test_adam_matches_torch_over_three_steps():
 
 
 # ----------------------------------------------------------------------------------
-# The Gated PixelCNN and the torch bridge (to_torch / from_torch)
+# The Gated PixelCNN through the torch bridge, its names spelled out here
 # ----------------------------------------------------------------------------------
 
-from pixelcnn_np import gated, pixelcnn as plain  # noqa: E402
-from pixelcnn_np.torch_bridge import from_torch, to_torch  # noqa: E402
+from pixelcnn_np import gated  # noqa: E402
+from pixelcnn_np.torch_bridge import to_torch  # noqa: E402
 
 
 def torch_parameter_name(name):
@@ -224,10 +231,7 @@ def test_gated_matches_torch(pixels, K, dilations):
     assert all(p.dtype == torch.float64 for p in named.values())
     xt = t(x, True)
     logits_t = model(xt)
-    if pixels == "binary":
-        loss_t = F.binary_cross_entropy_with_logits(logits_t, t(images[:, None].astype(float)))
-    else:
-        loss_t = F.cross_entropy(logits_t, torch.tensor(images, dtype=torch.long))
+    loss_t = torch_loss(logits_t, images, pixels)
     loss_t.backward()
 
     close(logits, logits_t, rtol=1e-10, atol=1e-13)
@@ -235,106 +239,3 @@ def test_gated_matches_torch(pixels, K, dilations):
     for name in params:
         close(grads[name], named[torch_parameter_name(name)].grad, atol=1e-14)
     close(grads["x"], xt.grad, atol=1e-14)
-
-
-ROUND_TRIP_CONFIGS = {
-    "pixelcnn": dict(n_layers=2),
-    "gated": dict(dilations=[1, 2]),
-}
-
-
-@pytest.mark.parametrize("pixels", ["binary", "8bit"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("model", sorted(ROUND_TRIP_CONFIGS))
-def test_from_torch_inverts_to_torch(model, dtype, pixels):
-    config = make_config(model, hidden=3, kernel_size=3, height=5, width=5, pixels=pixels,
-                         **ROUND_TRIP_CONFIGS[model])
-    module = plain if model == "pixelcnn" else gated
-    params = noisy_params(module, config, np.random.default_rng(7), dtype)
-    net = to_torch(params, config)
-    params2, config2 = from_torch(net)
-
-    assert config2 == config and config2 is not config
-    assert set(params2) == set(params)
-    for name, p in params.items():
-        assert params2[name].dtype == p.dtype and params2[name].shape == p.shape, name
-        assert np.array_equal(params2[name], p), name
-        assert not np.shares_memory(params2[name], p), name
-    # neither side aliases the other: changing our arrays leaves the module alone
-    before = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    for p in params.values():
-        p += 1
-    after = net.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    # and the module computes our logits (float32: to rounding)
-    x = model_input(np.random.default_rng(8).integers(0, 2, size=(2, 5, 5)), config, dtype)
-    ours, _ = module.forward(params2, x, config)
-    with torch.no_grad():
-        theirs = net(torch.from_numpy(x)).numpy()
-    assert theirs.dtype == dtype
-    np.testing.assert_allclose(ours, theirs, rtol=1e-10 if dtype == np.float64 else 1e-4,
-                               atol=1e-12 if dtype == np.float64 else 1e-5)
-
-
-# ----------------------------------------------------------------------------------
-# Every registered model through the bridge: same logits, same gradients, exact round trip
-# ----------------------------------------------------------------------------------
-
-from pixelcnn_np.models import MODELS as _ALL_MODELS  # noqa: E402
-
-
-def _tiny_config(name, pixels):
-    from pixelcnn_np.models import make_config
-    kw = {"hidden": 3, "kernel_size": 3, "height": 6, "width": 6, "pixels": pixels}
-    if name in ("gated", "dilated"):
-        kw["dilations"] = [1, 2]
-    if name == "pixelcnn":
-        kw["n_layers"] = 2
-    if name == "residual":
-        kw["n_blocks"] = 2
-    if name in ("residual", "dilated"):
-        kw["first_kernel_size"] = 5
-    return make_config(name, **kw)
-
-
-@pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
-@pytest.mark.parametrize("pixels", ["binary", "8bit"])
-@pytest.mark.parametrize("name", sorted(_ALL_MODELS))
-def test_every_model_matches_its_torch_twin(name, pixels, conditional):
-    from pixelcnn_np.models import get_model, loss_and_grad, model_input
-    from pixelcnn_np.torch_bridge import parameter_names, from_torch, to_torch
-
-    config = _tiny_config(name, pixels)
-    if conditional:
-        if not getattr(_ALL_MODELS[name], "CONDITIONAL", False):
-            pytest.skip(f"{name} has no class-conditional version")
-        config = dict(config, n_classes=4)
-    model = get_model(config)
-    rng = np.random.default_rng(7)
-    params = model.init_params(config, rng, np.float64)
-    params = {k: v + 0.2 * rng.standard_normal(v.shape) * (v != 0 if k.endswith(".w") else 1)
-              for k, v in params.items()}
-    images = (rng.integers(0, 2, (3, 6, 6)) if pixels == "binary" else rng.integers(0, 256, (3, 6, 6))).astype(np.uint8)
-    x = model_input(images, config, np.float64)
-    labels = np.array([3, 0, 3]) if conditional else None
-    logits, cache = model.forward(params, x, config, labels=labels)
-    loss, dlogits = loss_and_grad(logits, images, config)
-    grads = model.backward(dlogits, cache)
-
-    module = to_torch(params, config)
-    out = module(torch.from_numpy(x), torch.from_numpy(labels)) if conditional else module(torch.from_numpy(x))
-    if pixels == "binary":
-        t_loss = torch.nn.functional.binary_cross_entropy_with_logits(out, torch.from_numpy(x))
-    else:
-        t_loss = torch.nn.functional.cross_entropy(out, torch.from_numpy(images.astype(np.int64)))
-    t_loss.backward()
-    np.testing.assert_allclose(out.detach().numpy(), logits, rtol=1e-10, atol=1e-12)
-    assert abs(t_loss.item() - loss) <= 1e-12 * max(1.0, abs(loss))
-    named = dict(module.named_parameters())
-    for ours, theirs in parameter_names(config).items():
-        np.testing.assert_allclose(named[theirs].grad.numpy(), grads[ours], rtol=1e-8, atol=1e-12)
-
-    back, config2 = from_torch(module)
-    assert config2 == config
-    for k in params:
-        np.testing.assert_array_equal(back[k], params[k])
