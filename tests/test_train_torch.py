@@ -1,4 +1,4 @@
-"""examples/train_torch.py: PyTorch training on the same data, schedule and checkpoints.
+"""examples/train_torch.py and pixelcnn_np/torch_engine.py: PyTorch training on the same data, schedule and checkpoints.
 
 * its Adam is ours bit for bit, and its training steps are ours (float64, in process),
   also when a run switches framework mid-way;
@@ -27,14 +27,11 @@ TRAIN_NP, TRAIN_TORCH = str(EXAMPLES / "train_mnist.py"), str(EXAMPLES / "train_
 SAMPLE, EVALUATE = str(EXAMPLES / "sample.py"), str(EXAMPLES / "evaluate.py")
 TINY = ["--model", "gated", "--hidden", "4", "--dilations", "1,1"]
 
-sys.path.insert(0, str(EXAMPLES))
-import train_torch  # noqa: E402
-from train_mnist import cosine_rate  # noqa: E402
-
-from pixelcnn_np import gated  # noqa: E402
+from pixelcnn_np import gated, torch_engine  # noqa: E402
 from pixelcnn_np.adam import adam_init, adam_step  # noqa: E402
 from pixelcnn_np.checkpoint import load_checkpoint  # noqa: E402
 from pixelcnn_np.models import make_config  # noqa: E402
+from pixelcnn_np.run import cosine_rate  # noqa: E402
 from pixelcnn_np.torch_bridge import from_torch, to_torch  # noqa: E402
 from pixelcnn_np.train import training_steps  # noqa: E402
 
@@ -73,13 +70,13 @@ def test_adam_step_torch_is_adam_step_bit_for_bit():
     rng = np.random.default_rng(0)
     params = {"w": rng.standard_normal((3, 4)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
     tparams = {k: torch.nn.Parameter(torch.from_numpy(p.copy())) for k, p in params.items()}
-    state, tstate = adam_init(params), train_torch.adam_state_to_torch(adam_init(params), "cpu")
+    state, tstate = adam_init(params), torch_engine.adam_state_to_torch(adam_init(params), "cpu")
     for lr in (3e-3, 1e-3, 2.5e-4):
         grads = {k: (rng.standard_normal(p.shape) * 10.0 ** rng.integers(-6, 2)).astype(np.float32)
                  for k, p in params.items()}
         params, state = adam_step(params, grads, state, lr)
-        train_torch.adam_step_torch(tparams, {k: torch.from_numpy(g) for k, g in grads.items()}, tstate, lr)
-    back = train_torch.adam_state_from_torch(tstate)
+        torch_engine.adam_step_torch(tparams, {k: torch.from_numpy(g) for k, g in grads.items()}, tstate, lr)
+    back = torch_engine.adam_state_from_torch(tstate)
     assert back["t"] == state["t"] == 3
     for k in params:
         np.testing.assert_array_equal(tparams[k].detach().numpy(), params[k])
@@ -90,7 +87,7 @@ def test_adam_step_torch_is_adam_step_bit_for_bit():
 def test_shards_cover_every_row_once():
     for n in (0, 1, 7, 15, 64):
         for world in (1, 2, 3, 8):
-            rows = np.concatenate([np.arange(n)[train_torch.shard(n, r, world)] for r in range(world)])
+            rows = np.concatenate([np.arange(n)[torch_engine.shard(n, r, world)] for r in range(world)])
             np.testing.assert_array_equal(rows, np.arange(n))
 
 
@@ -104,8 +101,8 @@ def test_labels_reach_the_module_only_when_conditional():
 
     pixels, labels = np.ones((3, 28, 28), np.uint8), np.array([7, 0, 2], np.uint8)
     for config in (make_config("gated"), dict(make_config("gated"), n_classes=10)):
-        x, target, y = train_torch.batch_tensors(pixels, labels, config, "cpu", np.float32)
-        train_torch.run_network(Recorder(), x, y)
+        x, target, y = torch_engine.batch_tensors(pixels, labels, config, "cpu", np.float32)
+        torch_engine.run_network(Recorder(), x, y)
         assert x.shape == (3, 1, 28, 28) and target is x
     assert seen[0] is None
     assert seen[1].dtype == torch.int64 and seen[1].tolist() == [7, 0, 2]
@@ -123,21 +120,21 @@ def numpy_steps(params, opt, images, config, n, start, lr, labels=None):
 
 
 def torch_steps(params, opt, images, labels, config, n, start, lr):
-    """The same n steps, taken by train_torch.torch_training_steps."""
+    """The same n steps, taken by torch_engine.torch_training_steps."""
     module = to_torch(params, config)
-    tparams, topt = train_torch.named_parameters(module, config), train_torch.adam_state_to_torch(opt, "cpu")
-    for s in train_torch.torch_training_steps(module, tparams, topt, images, labels, config, epochs=10,
+    tparams, topt = torch_engine.named_parameters(module, config), torch_engine.adam_state_to_torch(opt, "cpu")
+    for s in torch_engine.torch_training_steps(module, tparams, topt, images, labels, config, epochs=10,
                                               batch_size=8, lr=lr, seed=3, start_epoch=start // 5,
                                               start_batch=start % 5):
         if s.step == start + n:
             break
-    return from_torch(module)[0], train_torch.adam_state_from_torch(topt)
+    return from_torch(module)[0], torch_engine.adam_state_from_torch(topt)
 
 
 def test_numpy_then_torch_then_numpy_equals_numpy_alone_float64():
     """Across an epoch boundary (40 images, batch 8: 5 steps an epoch), in float64."""
     config = make_config("gated", hidden=4, dilations=[1, 2])
-    data = train_torch.synthetic_mnist(40)
+    data = torch_engine.synthetic_mnist(40)
     images, labels = data["train_images"], data["train_labels"]
     params = gated.init_params(config, np.random.default_rng(0), np.float64)
     lr = lambda step: cosine_rate(3e-3, step / 20)            # noqa: E731  (the schedule matters too)
@@ -163,7 +160,7 @@ def test_a_conditional_model_trains_on_each_batch_labels_float64():
         config = make_config("gated", hidden=4, dilations=[1, 2], n_classes=10)
     except ValueError:
         pytest.skip("the models have no class-conditional version yet")
-    data = train_torch.synthetic_mnist(40)
+    data = torch_engine.synthetic_mnist(40)
     images, labels = data["train_images"], data["train_labels"].astype(np.int64)
     params = gated.init_params(config, np.random.default_rng(0), np.float64)
     ours = numpy_steps(params, adam_init(params), images, config, 6, 0, 3e-3, labels=labels)
@@ -212,7 +209,7 @@ def test_resume_across_frameworks_through_the_scripts(tmp_path):
     """NumPy 2 steps, PyTorch to step 4, NumPy to step 6 == NumPy's 6 steps (float32)."""
     from pixelcnn_np.data import load_mnist
     from pixelcnn_np.models import get_model
-    from train_mnist import build_parser, resolve
+    from pixelcnn_np.presets import resolve, training_parser
 
     flags = [*TINY, "--batch-size", "16", "--epochs", "1", "--data-dir", MNIST, "--eval-limit", "10",
              "--n-samples", "0", "--no-progress", "--out", tmp_path]
@@ -221,7 +218,7 @@ def test_resume_across_frameworks_through_the_scripts(tmp_path):
         assert r.returncode == 0, r.stderr
     mixed = load_checkpoint(tmp_path / "checkpoint.npz")
 
-    config, settings = resolve(build_parser().parse_args(list(map(str, flags))))
+    config, settings = resolve(training_parser().parse_args(list(map(str, flags))))
     params = get_model(config).init_params(config, np.random.default_rng(0))
     images = load_mnist(MNIST)["train_images"]
     per_epoch = -(-len(images) // 16)
