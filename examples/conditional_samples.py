@@ -20,28 +20,27 @@ import time
 import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kernels, see blas_setup.py)
 import numpy as np
 
-from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
+from pixelcnn_np import cli
 from pixelcnn_np.classifier import fit_mlp, fit_softmax_regression, knn_predict, mlp_predict, predict, recenter
-from pixelcnn_np.cli import OneLineParser, non_negative_int, positive_int
-from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
+from pixelcnn_np.data import DATA_DIR_ENV, binarize
 from pixelcnn_np.plots import samples_figure, save_figure
 from pixelcnn_np.progress import Progress
 from pixelcnn_np.sampling import sample_cached
 
 
 def build_parser():
-    p = OneLineParser(description="Sample every digit from a class-conditional checkpoint and judge the samples "
-                                  "with three classifiers fitted on MNIST.")
+    p = cli.OneLineParser(description="Sample every digit from a class-conditional checkpoint and judge the samples "
+                                      "with three classifiers fitted on MNIST.")
     p.add_argument("--checkpoint", required=True, help="checkpoint.npz of a model trained with --conditional")
-    p.add_argument("--per-digit", type=positive_int, default=100, help="samples per digit (default 100)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--per-digit", type=cli.positive_int, default=100, help="samples per digit (default 100)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="sampling seed (default 0)")
     p.add_argument("--figure", default="conditional_samples.png",
                    help="PNG with one row per digit, the first 10 samples of each (default conditional_samples.png)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--npy", default=None, help="also save the samples (10 * per-digit, 28, 28) uint8 here")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV}, else ./data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
-    p.add_argument("--judge-limit", type=positive_int, default=None,
+    p.add_argument("--judge-limit", type=cli.positive_int, default=None,
                    help="fit the judges on the first N training digits and test them on the first N test digits "
                         "(default: all; a quick check)")
     p.add_argument("--no-recenter", action="store_true",
@@ -53,20 +52,15 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        ck = load_checkpoint(args.checkpoint)
-    except (CheckpointError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parser.check_output("--figure", args.figure)            # before the judges and the samples
+    parser.check_output("--json", args.json)
+    parser.check_output("--npy", cli.npy_path(args.npy))
+    ck = cli.open_checkpoint(parser, args.checkpoint)
     k = ck.config.get("n_classes", 0)
     if k != 10 or ck.config["pixels"] != "binary":
         parser.error(f"{args.checkpoint} is not a class-conditional binary MNIST model "
                      f"(n_classes={k}, pixels={ck.config['pixels']}); train one with train_mnist.py --conditional")
-    try:
-        data = load_mnist(args.data_dir, download=not args.no_download)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    data = cli.load_data(args.data_dir, download=not args.no_download)
 
     # The judges, from binarized training digits; their test accuracy first.
     t0 = time.perf_counter()
@@ -99,7 +93,7 @@ def main(argv=None):
     seconds = time.perf_counter() - t0
     print(f"{len(labels)} samples in {seconds:.0f} s")
     if args.npy:
-        np.save(args.npy, images)
+        cli.save_npy(args.npy, images)
     results = {}
     for name, judge in judges.items():
         judged = judge(flat(images))
@@ -116,10 +110,9 @@ def main(argv=None):
     save_figure(fig, args.figure)
     print(f"wrote {args.figure}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"judges": results, "samples": len(labels), "seconds_sampling": seconds, "seed": args.seed,
-                       "recentered": not args.no_recenter},
-                      f, indent=1)
+        doc = {"judges": results, "samples": len(labels), "seconds_sampling": seconds, "seed": args.seed,
+               "recentered": not args.no_recenter}
+        cli.atomic_write(args.json, lambda f: json.dump(doc, f, indent=1))
     return 0
 
 

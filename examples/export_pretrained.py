@@ -28,29 +28,26 @@ from pathlib import Path
 import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kernels, see blas_setup.py)
 import numpy as np
 
-from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from pixelcnn_np.cli import OneLineParser, positive_float
-from pixelcnn_np.data import DATA_DIR_ENV, DataError, load_mnist
+from pixelcnn_np import cli
+from pixelcnn_np.checkpoint import save_checkpoint
+from pixelcnn_np.data import DATA_DIR_ENV
 from pixelcnn_np.metrics import nll_report
-from pixelcnn_np.models import get_model
 from pixelcnn_np.progress import Progress
 from pixelcnn_np.train import evaluate
 
-PRETRAINED = Path(pixelcnn_np.__file__).resolve().parent / "pretrained.npz"
-
 
 def build_parser():
-    p = OneLineParser(description="Export a training checkpoint as a weights-only float32 checkpoint "
-                                  "(the file pixelcnn_np ships as pretrained.npz), with its measured test NLL.")
+    p = cli.OneLineParser(description="Export a training checkpoint as a weights-only float32 checkpoint "
+                                      "(the file pixelcnn_np ships as pretrained.npz), with its measured test NLL.")
     p.add_argument("--checkpoint", required=True, help="checkpoint.npz written by train_mnist.py")
-    p.add_argument("--out", default=str(PRETRAINED), help="file to write (default: the package's pretrained.npz)")
+    p.add_argument("--out", default=str(cli.PRETRAINED), help="file to write (default: the package's pretrained.npz)")
     p.add_argument("--trained-with", required=True,
                    help="the command that trained it, recorded in the file (e.g. \"python examples/train_mnist.py "
                         "--preset seed\")")
     p.add_argument("--machine", default=None, help="where it was trained (default: this machine's CPU model)")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV} or ./data)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
-    p.add_argument("--max-mb", type=positive_float, default=5.0, help="refuse to write a larger file (10^6 bytes)")
+    p.add_argument("--max-mb", type=cli.positive_float, default=5.0, help="refuse to write a larger file (10^6 bytes)")
     return p
 
 
@@ -69,30 +66,18 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     src, out = Path(args.checkpoint), Path(args.out)
-    if not src.exists():
-        parser.error(f"no checkpoint at {src}")
-    if out.exists() and out.resolve() == src.resolve():
+    if src.exists() and out.exists() and out.resolve() == src.resolve():
         parser.error("--out must not be the training checkpoint itself (it would lose its Adam state)")
-    try:
-        ck = load_checkpoint(src)
-        get_model(ck.config)
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parser.check_output("--out", out)                      # before the evaluation, not after it
+    ck = cli.open_checkpoint(parser, src)
     params = {k: np.asarray(v, dtype=np.float32) for k, v in ck.params.items()}
     n_weights = sum(v.size for v in params.values())
     if n_weights * 4 > args.max_mb * 1e6:
-        print(f"error: {n_weights:,} float32 weights need {n_weights * 4 / 1e6:.2f} MB, more than --max-mb "
-              f"{args.max_mb}", file=sys.stderr)
-        return 2
+        cli.fail(f"{n_weights:,} float32 weights need {n_weights * 4 / 1e6:.2f} MB, more than --max-mb "
+                 f"{args.max_mb}", 2)
 
-    try:
-        data = load_mnist(args.data_dir, download=not args.no_download)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    images = data["test_images"]
-    labels = data["test_labels"].astype(np.int64) if ck.config.get("n_classes", 0) else None
+    data = cli.load_data(args.data_dir, download=not args.no_download)
+    images, labels = cli.split(data, "test", ck.config)
     bar = Progress(len(images), "test")
     nll = evaluate(params, ck.config, images, progress=lambda d, t: bar.update(d), labels=labels)
     bar.close()
@@ -121,8 +106,7 @@ def main(argv=None):
     size = tmp.stat().st_size
     if size > args.max_mb * 1e6:                          # the npz framing pushed it over
         tmp.unlink()
-        print(f"error: the file would be {size / 1e6:.2f} MB, more than --max-mb {args.max_mb}", file=sys.stderr)
-        return 2
+        cli.fail(f"the file would be {size / 1e6:.2f} MB, more than --max-mb {args.max_mb}", 2)
     os.replace(tmp, out)
     print(json.dumps(dict(meta, out=str(out), megabytes=round(size / 1e6, 3), weights=n_weights), indent=1))
     return 0

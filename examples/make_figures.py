@@ -20,7 +20,7 @@ import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kerne
 import numpy as np
 
 from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
-from pixelcnn_np.cli import OneLineParser
+from pixelcnn_np.cli import PRETRAINED, OneLineParser
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
 from pixelcnn_np.models import describe
 from pixelcnn_np.plots import (
@@ -32,7 +32,6 @@ from pixelcnn_np.sampling import sample_cached
 from pixelcnn_np.train import nll_per_pixel
 
 HERE = Path(__file__).resolve().parent
-PRETRAINED = Path(pixelcnn_np.__file__).resolve().parent / "pretrained.npz"
 
 
 FIGURES = ["samples", "completions", "receptive_field", "masks", "per_pixel_nll", "ink_probability",
@@ -59,11 +58,12 @@ def main(argv=None):
     p.add_argument("--only", nargs="+", choices=FIGURES, default=FIGURES, help="redraw only these figures")
     p.add_argument("--out", default=str(HERE / "figures"))
     args = p.parse_args(argv)
+    p.check_output("--out", args.out, folder=True)           # before any figure is drawn
     out = Path(args.out)
     want = set(args.only)
     try:
         ck = load_checkpoint(args.checkpoint)
-        test = load_mnist(args.data_dir)["test_images"]
+        test = load_mnist(args.data_dir, splits=("test",))["test_images"]
         history = run_history(args.run) if args.run and "loss_curve" in want else None
     except (CheckpointError, DataError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

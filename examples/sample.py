@@ -13,47 +13,38 @@ runs the whole network once per pixel. Both give the same images for the same --
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kernels, see blas_setup.py)
 import numpy as np
 
-from pixelcnn_np.cli import OneLineParser, positive_int, positive_float
-from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
-from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
-from pixelcnn_np.models import describe, get_model
+from pixelcnn_np import cli
+from pixelcnn_np.data import DATA_DIR_ENV, binarize
+from pixelcnn_np.models import describe
 from pixelcnn_np.plots import completion_figure, samples_figure, save_figure
 from pixelcnn_np.progress import Progress
 from pixelcnn_np.sampling import sample
 
-PRETRAINED = Path(pixelcnn_np.__file__).resolve().parent / "pretrained.npz"
-
 
 def digit_list(text):
-    try:
-        digits = [int(v) for v in text.split(",")]
-    except ValueError:
-        digits = []
-    if not digits or min(digits) < 0:
-        raise argparse.ArgumentTypeError(f"expected comma-separated digits such as 3 or 0,1,2, got {text!r}")
-    return digits
+    return cli.int_list(text, 0, "digits such as 3 or 0,1,2")
 
 
 def build_parser():
-    p = OneLineParser(description="Sample MNIST digits from a pixelcnn_np checkpoint.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.OneLineParser(description="Sample MNIST digits from a pixelcnn_np checkpoint.",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint.npz written by train_mnist.py (default: the pretrained model shipped with "
                         "the package, when present)")
-    p.add_argument("--n", type=positive_int, default=16, help="number of images")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images, either method)")
+    p.add_argument("--n", type=cli.positive_int, default=16, help="number of images")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0,
+                   help="random seed (same seed, same images, either method)")
     p.add_argument("--method", choices=("cached", "naive"), default="cached")
-    p.add_argument("--temperature", type=positive_float, default=1.0, help="< 1 sharper, > 1 more random")
+    p.add_argument("--temperature", type=cli.positive_float, default=1.0, help="< 1 sharper, > 1 more random")
     p.add_argument("--out", default="samples.png", help="PNG grid to write")
     p.add_argument("--npy", default=None, help="also save the raw (n, 28, 28) uint8 array here")
     p.add_argument("--complete-rows", type=int, default=None,
                    help="complete real test digits: keep their top R rows, sample the rest")
-    p.add_argument("--completions", type=positive_int, default=3,
+    p.add_argument("--completions", type=cli.positive_int, default=3,
                    help="with --complete-rows: completions sampled per digit")
     p.add_argument("--digits", type=digit_list, default=None,
                    help="class-conditional checkpoints only: comma-separated digits to draw, one row per digit "
@@ -67,15 +58,10 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    path = Path(args.checkpoint) if args.checkpoint else PRETRAINED
-    if not path.exists():
-        parser.error(f"no checkpoint at {path}" + ("" if args.checkpoint else " (pass --checkpoint PATH)"))
-    try:
-        ck = load_checkpoint(path)
-        get_model(ck.config)                       # an unknown model name is a clear error here
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parser.check_output("--out", args.out)                 # before sampling, not after it
+    parser.check_output("--npy", cli.npy_path(args.npy))
+    ck = cli.open_checkpoint(parser, args.checkpoint or cli.PRETRAINED,
+                             hint="" if args.checkpoint else " (pass --checkpoint PATH)")
     config, params = ck.config, ck.params
     if not args.checkpoint:
         nll = ck.meta.get("test_nats_per_pixel")
@@ -96,14 +82,10 @@ def main(argv=None):
     if args.complete_rows is not None:
         if not 0 < args.complete_rows < H:
             parser.error(f"--complete-rows must lie in 1..{H - 1}, got {args.complete_rows}")
-        try:
-            data = load_mnist(args.data_dir, download=not args.no_download)
-        except DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        originals = data["test_images"][:args.n]
+        data = cli.load_data(args.data_dir, download=not args.no_download, splits=("test",))
+        originals, true_labels = cli.split(data, "test", config, limit=args.n)
         if n_classes:                              # complete each digit given its true label
-            labels = np.tile(data["test_labels"][:args.n].astype(np.int64), args.completions)
+            labels = np.tile(true_labels, args.completions)
         if config["pixels"] == "binary":
             originals = binarize(originals)
         images, start = np.tile(originals, (args.completions, 1, 1)), args.complete_rows * W
@@ -124,7 +106,7 @@ def main(argv=None):
                              vmax=vmax, ncols=ncols)
     save_figure(fig, args.out)
     if args.npy:
-        np.save(args.npy, out)
+        cli.save_npy(args.npy, out)
     print(f"{count} images in {seconds:.2f} s ({args.method}); wrote {args.out}" + (f" and {args.npy}" if args.npy else ""))
     return 0
 

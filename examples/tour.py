@@ -15,7 +15,6 @@
 # disk (`--data-dir DIR`, else $PIXELCNN_NP_DATA, else ./data) and are skipped otherwise.
 
 # %%
-import argparse
 import math
 import sys
 import time
@@ -27,6 +26,7 @@ import numpy as np
 from pixelcnn_np import plots                      # first: it puts matplotlib on the headless Agg backend
 from pixelcnn_np.adam import adam_init
 from pixelcnn_np.checkpoint import load_checkpoint
+from pixelcnn_np.cli import PRETRAINED, OneLineParser
 from pixelcnn_np.conv import masked_conv2d_forward
 from pixelcnn_np.data import DataError, binarize, load_mnist
 from pixelcnn_np.masks import causal_mask
@@ -37,11 +37,12 @@ from pixelcnn_np.train import nll_per_pixel, training_steps
 import matplotlib.pyplot as plt                   # after plots: on the Agg backend
 from matplotlib.colors import LogNorm
 
-parser = argparse.ArgumentParser(description="A guided tour of pixelcnn_np; saves its figures as PNGs.")
+parser = OneLineParser(description="A guided tour of pixelcnn_np; saves its figures as PNGs.")
 parser.add_argument("--quick", action="store_true", help="a small budget: fewer samples, smaller subsets")
 parser.add_argument("--out", default="runs/tour", help="folder for the figures (default: runs/tour)")
 parser.add_argument("--data-dir", default=None, help="MNIST folder, used only if the files are there")
 args, _ = parser.parse_known_args()               # known only: a notebook kernel adds its own flags
+parser.check_output("--out", args.out, folder=True)  # a one-line error now, not a traceback at the first figure
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 in_notebook = "ipykernel" in sys.modules
@@ -62,7 +63,7 @@ def show(fig, name):
     print(f"  -> {out / name}")
 
 
-pretrained = load_checkpoint(Path(pixelcnn_np.__file__).parent / "pretrained.npz")
+pretrained = load_checkpoint(PRETRAINED)
 config = pretrained.config                                     # 28 x 28, binary (the README says how it was trained)
 params64 = {k: v.astype(np.float64) for k, v in pretrained.params.items()}
 model = get_model(config)

@@ -58,6 +58,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
     (["--n", "0"], "--n"),
     (["--temperature", "0"], "--temperature"),
     (["--method", "fast"], "--method"),
+    (["--seed", "-1"], "--seed"),
 ])
 def test_bad_sampling_flags_exit_2_without_traceback(flags, word):
     r = run(SAMPLE, *flags)
@@ -80,6 +81,7 @@ def test_tiny_training_run_then_sampling(tmp_path):
     r = run(TRAIN, "--data-dir", MNIST, "--out", out, "--max-steps", "4", "--eval-limit", "40",
             "--n-samples", "2", "--no-progress", *TINY)
     assert r.returncode == 0, r.stderr
+    assert "4 steps" in r.stdout and "minutes" not in r.stdout     # --max-steps alone: the steps are the budget
     for name in ("checkpoint.npz", "metrics.json", "loss_curve.png", "samples.png"):
         assert (out / name).stat().st_size > 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -301,3 +303,129 @@ def test_conditional_training_sampling_and_evaluation(tmp_path):
     assert r.returncode == 2 and "0..9" in r.stderr and "Traceback" not in r.stderr
     r = run(SAMPLE, "--digits", "3", "--out", tmp_path / "x.png")          # the unconditional pretrained model
     assert r.returncode == 2 and "class-conditional" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------------
+# Outputs that cannot be written (issue 19): refused before any work, in one line, exit 2
+# ----------------------------------------------------------------------------------
+
+EXAMPLES = ROOT / "examples"
+
+
+def unwritable_cases(tmp):
+    """(script, flags, words in the message) for every script's output flags. Tests run
+    as root, for whom a chmod'ed folder is still writable: a path under a file, an
+    existing file where a folder is wanted and the reverse are unwritable for anyone."""
+    a_file = tmp / "a_file.txt"
+    a_file.write_text("not a folder")
+    a_dir = tmp / "a_dir"
+    a_dir.mkdir()
+    ck = ["--checkpoint", ROOT / "pixelcnn_np" / "pretrained.npz"]
+    return {
+        "train --out file": (TRAIN, ["--out", a_file], ["--out", "is a file, not a folder"]),
+        "train --out under a file": (TRAIN, ["--out", a_file / "run"], ["--out", "lies under", "a_file.txt, which is a file"]),
+        "train_torch --out file": (EXAMPLES / "train_torch.py", ["--out", a_file, "--device", "cpu"],
+                                   ["--out", "is a file, not a folder"]),
+        "sample --out folder": (SAMPLE, ["--out", a_dir], ["--out", "is a folder"]),
+        "sample --npy under a file": (SAMPLE, ["--out", tmp / "s.png", "--npy", a_file / "x" / "s.npy"],
+                                      ["--npy", "lies under", "a_file.txt, which is a file"]),
+        "tour --out file": (EXAMPLES / "tour.py", ["--out", a_file], ["--out", "is a file, not a folder"]),
+        "conditional --figure folder": (EXAMPLES / "conditional_samples.py", [*ck, "--figure", a_dir],
+                                        ["--figure", "is a folder"]),
+        "conditional --json under a file": (EXAMPLES / "conditional_samples.py",
+                                            [*ck, "--figure", tmp / "c.png", "--json", a_file / "c.json"],
+                                            ["--json", "lies under", "a_file.txt, which is a file"]),
+        "export --out folder": (EXAMPLES / "export_pretrained.py", [*ck, "--trained-with", "x", "--out", a_dir],
+                                ["--out", "is a folder"]),
+        "make_figures --out file": (EXAMPLES / "make_figures.py", ["--out", a_file],
+                                    ["--out", "is a file, not a folder"]),
+    }
+
+
+UNWRITABLE = ["train --out file", "train --out under a file", "train_torch --out file", "sample --out folder",
+              "sample --npy under a file", "tour --out file", "conditional --figure folder",
+              "conditional --json under a file", "export --out folder", "make_figures --out file"]
+
+
+@pytest.mark.parametrize("case", UNWRITABLE)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, case):
+    cases = unwritable_cases(tmp_path)
+    assert sorted(cases) == sorted(UNWRITABLE)
+    script, flags, words = cases[case]
+    if "train_torch" in str(script):
+        pytest.importorskip("torch")
+    r = run(script, *flags, "--data-dir", tmp_path / "no_mnist_here", timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert all(w in r.stderr for w in words), r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "no_mnist_here").exists()                  # no work began: no download
+    assert r.stdout == ""                                              # not even the first line of a run
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder: see the test below")
+def test_a_read_only_folder_is_refused_before_training(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        r = run(TRAIN, "--out", ro / "run", "--data-dir", tmp_path / "none", "--no-download")
+    finally:
+        ro.chmod(0o755)
+    assert r.returncode == 2 and "cannot be written" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_read_only_file_system_is_refused_naming_the_folder(tmp_path, monkeypatch, capsys):
+    """What a read-only mount answers (EROFS), for root too: the probe file cannot be made."""
+    import errno
+    import tempfile
+
+    from pixelcnn_np import cli
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    parser = cli.OneLineParser(prog="train_mnist.py")
+    for folder, path in ((True, tmp_path / "run"), (False, tmp_path / "new" / "samples.png")):
+        with pytest.raises(SystemExit) as e:
+            parser.check_output("--out", path, folder=folder)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"train_mnist.py: error: --out {path} cannot be written ({tmp_path}: ")
+        assert "Read-only file system" in err and len(err.splitlines()) == 1
+    monkeypatch.undo()
+    parser.check_output("--out", tmp_path / "new" / "deeper" / "run", folder=True)      # writable: no error
+    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []           # and nothing left behind
+
+
+def test_sample_writes_into_folders_it_creates(tmp_path):
+    out, npy = tmp_path / "new" / "s.png", tmp_path / "newer" / "deeper" / "s.npy"
+    r = run(SAMPLE, "--n", "1", "--out", out, "--npy", npy, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG" and np.load(npy).shape == (1, 28, 28)
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
+def test_ctrl_c_during_the_final_sampling_is_one_line_and_exit_130(tmp_path):
+    """A real SIGINT, sent by the process to itself at the 10th sampled pixel (a signal
+    from outside would race a tiny model's second of sampling)."""
+    code = ("import os, signal, sys\n"
+            "import pixelcnn_np.run as r\n"
+            "real = r.sample_cached\n"
+            "def sampling(*a, progress, **k):\n"
+            "    def at(d, t):\n"
+            "        if d == 10: os.kill(os.getpid(), signal.SIGINT)\n"
+            "        progress(d, t)\n"
+            "    return real(*a, progress=at, **k)\n"
+            "r.sample_cached = sampling\n"
+            f"sys.path.insert(0, {str(ROOT / 'examples')!r})\n"
+            "import train_mnist\n"
+            "sys.exit(train_mnist.main(sys.argv[1:]))\n")
+    out = tmp_path / "run"
+    r = run("-c", code, "--data-dir", MNIST, "--out", out, "--max-steps", "2", "--eval-limit", "20",
+            "--n-samples", "3", "--no-progress", *TINY)
+    assert r.returncode == 130, r.stderr
+    assert r.stderr.strip().startswith("interrupted while sampling") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert (out / "metrics.json").exists() and not (out / "samples.png").exists()
+    from pixelcnn_np.checkpoint import load_checkpoint
+    assert load_checkpoint(out / "checkpoint.npz").opt_state["t"] == 2

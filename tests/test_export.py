@@ -33,10 +33,11 @@ def test_too_large_is_refused_and_an_existing_file_survives(tmp_path, capsys):
     training_checkpoint(tmp_path / "ck.npz")
     out = tmp_path / "pretrained.npz"
     out.write_bytes(b"the user's old file")
-    rc = export_pretrained.main(["--checkpoint", str(tmp_path / "ck.npz"), "--out", str(out),
-                                 "--trained-with", "x", "--max-mb", "0.0001", "--no-download",
-                                 "--data-dir", str(tmp_path / "nothing")])
-    assert rc == 2 and "--max-mb" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        export_pretrained.main(["--checkpoint", str(tmp_path / "ck.npz"), "--out", str(out),
+                                "--trained-with", "x", "--max-mb", "0.0001", "--no-download",
+                                "--data-dir", str(tmp_path / "nothing")])
+    assert e.value.code == 2 and "--max-mb" in capsys.readouterr().err
     assert out.read_bytes() == b"the user's old file"
 
 
