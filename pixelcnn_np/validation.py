@@ -48,3 +48,34 @@ def check_input(x, config):
         raise ValueError(f"x must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}) for this model, "
                          f"got {x.shape}")
     check_finite("x", x)
+
+
+def check_kernel_reach(config):
+    """Refuse kernels and dilations that reach past the image in every direction.
+
+    A K x K kernel with dilation d reads up to r = (K // 2) d pixels from the output
+    pixel, up and to both sides (mask A and B alike). When r >= H and r >= W its
+    outermost ring of taps can only ever read the zero padding: the weights there get no
+    gradient and do nothing, but every tap still costs its gather and its multiply-adds
+    (kernel_size 99 on 28 x 28 took over ten minutes a step). The largest kernel that
+    still reads the image at dilation d is 2 ((max(H, W) - 1) // d) + 1.
+
+    Reads "kernel_size", "first_kernel_size" (dilation 1) and "dilations" (the
+    kernel_size layers) from the config; raises a one-line ValueError naming the key.
+    """
+    H, W = config["height"], config["width"]
+    last = max(H, W) - 1                               # the farthest a tap can be and still read the image
+
+    def refuse(what, K, d, fix):
+        raise ValueError(f"{what}: a {K}x{K} kernel with dilation {d} reaches {(K // 2) * d} pixels from the "
+                         f"centre, past the {H}x{W} image in every direction, so its outer taps would only "
+                         f"read zero padding, at full cost; {fix}")
+
+    for key in ("first_kernel_size", "kernel_size"):
+        K = config.get(key, 1)
+        if K // 2 > last:
+            refuse(f"config[{key!r}] = {K}", K, 1, f"use {key} <= {2 * last + 1}")
+    K = config.get("kernel_size", 1)
+    for d in config.get("dilations", []):
+        if K > 1 and (K // 2) * d > last:
+            refuse(f"config['dilations'] has {d}", K, d, f"use dilations <= {last // (K // 2)} with kernel_size {K}")
