@@ -47,6 +47,7 @@ from numba import njit
 
 from .masks import causal_mask, kept_taps
 from .threads import run_in_threads
+from . import validation
 from .validation import check_float_array, check_positive_int, check_same_dtype
 
 # Column-buffer budget per chunk, in elements (256K float32 = 1 MB: the gathered columns
@@ -239,13 +240,17 @@ def _weight_grad(x, dy, taps, dilation, KH, KW):
     return sum(partial_sums, np.zeros((O, C * T), dtype=x.dtype))  # added in a fixed order
 
 
-def _check_conv_args(x, w, b, mask, dilation):
+def _check_conv_args(x, w, b, mask, dilation, check_finite):
     check_float_array("x", x, ndim=4)
     check_float_array("w", w, ndim=4)
     check_float_array("b", b, ndim=1)
     check_same_dtype(x=x, w=w, b=b)
     dilation = check_positive_int("dilation", dilation)
     O, C, KH, KW = w.shape
+    if x.shape[1] == 0:
+        raise ValueError(f"x must have at least one channel, got shape {x.shape}")
+    if O == 0:
+        raise ValueError(f"w must have at least one output channel, got shape {w.shape}")
     if x.shape[1] != C:
         raise ValueError(f"x has {x.shape[1]} channels but w expects {C} (w shape {w.shape})")
     if KH % 2 == 0 or KW % 2 == 0:
@@ -254,17 +259,31 @@ def _check_conv_args(x, w, b, mask, dilation):
         raise ValueError(f"b must have shape ({O},), got {b.shape}")
     if mask is not None and np.shape(mask) != (KH, KW):
         raise ValueError(f"mask must have shape ({KH}, {KW}), got {np.shape(mask)}")
+    if check_finite:
+        for name, a in (("x", x), ("w", w), ("b", b)):
+            validation.check_finite(name, a)
     return dilation
 
 
-def conv2d_forward(x, w, b, mask=None, dilation=1):
+# The NaN/inf check. A NaN in x, w or b would otherwise come out as NaN in y without a
+# word. It reads every input once: measured (2 shared cores, float32, medians of 51) 0.75-0.98
+# ms for x, w and b of a seed-net layer (x (64, 64, 28, 28), w (64, 64, 7, 7)) and 0.72-0.79 ms
+# for its dy, against 110-134 ms for that layer's forward pass and 239-287 ms for its
+# backward (0.7% and 0.3%; checked and unchecked calls, interleaved, were indistinguishable),
+# and about 1% of a 3x3 layer's forward (80 ms). A model checks its input image once
+# (validation.check_input), so its own calls pass check_finite=False: a non-finite value
+# inside a network (an overflow after a huge step) is the training loop's to report, with
+# the step and the parameter (train.check_finite).
+
+def conv2d_forward(x, w, b, mask=None, dilation=1, *, check_finite=True):
     """Correlation over the kept taps of `mask`, fast engine.
 
     x (N, C, H, W), w (O, C, KH, KW), b (O,), mask (KH, KW) of 0/1 or None (all taps)
     -> y (N, O, H, W) with the dtype of x, and the cache for `conv2d_backward`.
     The cache keeps x and w only; the column buffers are re-gathered in backward.
+    check_finite: raise ValueError if x, w or b holds a NaN or inf (see above).
     """
-    dilation = _check_conv_args(x, w, b, mask, dilation)
+    dilation = _check_conv_args(x, w, b, mask, dilation, check_finite)
     O, C, KH, KW = w.shape
     N, _, H, W = x.shape
     mask = np.ones((KH, KW)) if mask is None else np.asarray(mask)
@@ -276,15 +295,18 @@ def conv2d_forward(x, w, b, mask=None, dilation=1):
     return y.reshape(N, O, H, W), cache
 
 
-def conv2d_backward(dy, cache, need_dx=True):
+def conv2d_backward(dy, cache, need_dx=True, *, check_finite=True):
     """Gradients of `conv2d_forward`. dy (N, O, H, W) -> (dx, dw, db) with shapes of
-    (x, w, b); dx is None when need_dx is False (the first layer's input is data)."""
+    (x, w, b); dx is None when need_dx is False (the first layer's input is data).
+    check_finite: raise ValueError if dy holds a NaN or inf."""
     x, w, mask, taps, dilation = cache
     check_float_array("dy", dy, ndim=4)
     O, C, KH, KW = w.shape
     N, _, H, W = x.shape
     if dy.shape != (N, O, H, W):
         raise ValueError(f"dy must have shape {(N, O, H, W)}, got {dy.shape}")
+    if check_finite:
+        validation.check_finite("dy", dy)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     T = len(taps)
     db = dy.sum(axis=(0, 2, 3))                                   # (O,)
@@ -301,23 +323,24 @@ def conv2d_backward(dy, cache, need_dx=True):
     return dx, dw, db
 
 
-def masked_conv2d_forward(x, w, b, mask_type, dilation=1):
+def masked_conv2d_forward(x, w, b, mask_type, dilation=1, *, check_finite=True):
     """Causal convolution of type "A" or "B" (see `masks.py`).
 
     x (N, C, H, W), w (O, C, K, K) with K odd, b (O,) -> y (N, O, H, W), cache.
     Output at raster position p depends on x at positions < p (A) or <= p (B).
     Works in float32 and float64 and keeps the dtype of x.
+    check_finite: raise ValueError if x, w or b holds a NaN or inf.
     """
     check_float_array("w", w, ndim=4)
     if w.shape[2] != w.shape[3]:
         raise ValueError(f"masked_conv2d needs a square kernel, got w shape {w.shape}")
-    return conv2d_forward(x, w, b, causal_mask(w.shape[2], mask_type), dilation)
+    return conv2d_forward(x, w, b, causal_mask(w.shape[2], mask_type), dilation, check_finite=check_finite)
 
 
-def masked_conv2d_backward(dy, cache, need_dx=True):
+def masked_conv2d_backward(dy, cache, need_dx=True, *, check_finite=True):
     """Gradients of `masked_conv2d_forward`: dy (N, O, H, W) -> (dx, dw, db).
-    dw is zero at every masked tap."""
-    return conv2d_backward(dy, cache, need_dx=need_dx)
+    dw is zero at every masked tap. check_finite: raise ValueError if dy holds a NaN or inf."""
+    return conv2d_backward(dy, cache, need_dx=need_dx, check_finite=check_finite)
 
 
 # ----------------------------------------------------------------------------------

@@ -370,6 +370,13 @@ BAD_ARGS = {
     "bias shape": (lambda x, w, b: (x, w, b[:3]), ValueError, r"b must have shape \(4,\)"),
     "mixed dtypes": (lambda x, w, b: (x.astype(np.float32), w, b), TypeError,
                      r"arrays must share one dtype.*x=float32.*w=float64"),
+    "no channels": (lambda x, w, b: (x[:, :0], w[:, :0], b), ValueError,
+                    r"x must have at least one channel, got shape \(2, 0, 5, 5\)"),
+    "no outputs": (lambda x, w, b: (x, w[:0], b[:0]), ValueError,
+                   r"w must have at least one output channel, got shape \(0, 3, 3, 3\)"),
+    "NaN in x": (lambda x, w, b: (np.where(x > 1, np.nan, x), w, b), ValueError, r"x contains \d+ non-finite"),
+    "inf in w": (lambda x, w, b: (x, np.where(w > 1, np.inf, w), b), ValueError, r"w contains \d+ non-finite"),
+    "-inf in b": (lambda x, w, b: (x, w, np.full_like(b, -np.inf)), ValueError, r"b contains 4 non-finite"),
 }
 
 
@@ -419,3 +426,40 @@ def test_backward_rejects_dy_of_the_wrong_shape():
         masked_conv2d_backward(np.zeros((2, 4, 5, 4)), cache)
     with pytest.raises(ValueError, match=r"dy must be 4-D"):
         masked_conv2d_backward(np.zeros((4, 5, 5)), cache)
+
+
+@pytest.mark.parametrize("C, O, K", [(0, 4, 1), (0, 4, 3), (3, 0, 1), (3, 0, 3)])
+def test_zero_channels_are_named_for_every_kernel_size(C, O, K):
+    """Also 1x1 kernels, which skip the gather (x with no channel used to pass there)."""
+    x = np.zeros((2, C, 5, 5))
+    with pytest.raises(ValueError, match="x must have at least one channel" if C == 0 else "w must have at least one output"):
+        conv2d_forward(x, np.zeros((O, C, K, K)), np.zeros(O))
+
+
+def test_an_empty_batch_is_still_fine():
+    x, w, b = good_args()
+    y, cache = masked_conv2d_forward(x[:0], w, b, "B")
+    dx, dw, db = masked_conv2d_backward(y, cache)
+    assert y.shape == dx.shape[:1] + (4, 5, 5) == (0, 4, 5, 5) and not dw.any() and not db.any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(arg=st.sampled_from(["x", "w", "b", "dy"]), value=st.sampled_from([np.nan, np.inf, -np.inf]),
+       index=st.integers(0, 10 ** 6), masked=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_one_non_finite_value_is_refused_naming_the_argument(arg, value, index, masked, dtype):
+    """The README's promise: a NaN or inf input is a ValueError naming the argument,
+    wherever it sits (even at a masked tap of w, which the engine never reads) --
+    and check_finite=False turns the check off (the models' inner calls)."""
+    x, w, b = good_args(dtype)
+    arrays = {"x": x, "w": w, "b": b, "dy": np.ones((2, 4, 5, 5), dtype)}
+    bad = arrays[arg].copy()
+    bad.reshape(-1)[index % bad.size] = value
+    arrays[arg] = bad
+    forward = (lambda *a, **k: masked_conv2d_forward(*a, "B", **k)) if masked else conv2d_forward
+    backward = masked_conv2d_backward if masked else conv2d_backward
+    with pytest.raises(ValueError, match=rf"^{arg} contains 1 non-finite value\(s\) \(NaN or inf\)$"):
+        _, cache = forward(arrays["x"], arrays["w"], arrays["b"])
+        backward(arrays["dy"], cache)
+    with np.errstate(invalid="ignore", over="ignore"):
+        y, cache = forward(arrays["x"], arrays["w"], arrays["b"], check_finite=False)
+        backward(arrays["dy"], cache, check_finite=False)
