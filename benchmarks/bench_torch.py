@@ -5,7 +5,7 @@ process, PyTorch in N processes (DistributedDataParallel over gloo, CPU).
     python benchmarks/bench_torch.py --rounds 5 --steps 8 --nproc 2
 
 Each side runs the training loop its script runs (train.training_steps for ours,
-train_torch.torch_training_steps for PyTorch) on the default preset's model of
+pixelcnn_np.torch_engine.torch_training_steps for PyTorch) on the default preset's model of
 train_mnist.py (the dilated PixelCNN since 2026-11-25; the Gated PixelCNN before), global batch 64, in a fresh subprocess started by this one;
 the N-process side is started with torchrun. The sides take turns, round after round,
 so that a machine shared with other work slows all of them alike; the medians over all
@@ -60,8 +60,7 @@ def worker(side, n):
     import pixelcnn_np  # noqa: F401
     import numpy as np
 
-    sys.path.insert(0, str(ROOT / "examples"))
-    from train_mnist import build_parser, resolve
+    from pixelcnn_np.presets import resolve, training_parser as build_parser
     from pixelcnn_np.adam import adam_init
     from pixelcnn_np.models import get_model
 
@@ -76,7 +75,7 @@ def worker(side, n):
         times = timed(training_steps(params, adam_init(params), images, config, **common), n)
     else:
         import torch
-        import train_torch as tt
+        from pixelcnn_np import torch_engine as tt
         from pixelcnn_np.torch_bridge import to_torch
         rank, world, device = tt.distributed_setup("cpu")
         module = to_torch(params, config)

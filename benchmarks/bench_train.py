@@ -56,8 +56,7 @@ def bench_config(name):
         return make_config("pixelcnn")
     if name == "gated":
         return make_config("gated")
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-    from train_mnist import PRESETS
+    from pixelcnn_np.presets import PRESETS
     preset = PRESETS["default"]
     return make_config(preset["model"], **preset["arch"])
 

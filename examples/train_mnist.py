@@ -25,7 +25,6 @@ import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kerne
 
 from pixelcnn_np import cli
 from pixelcnn_np.presets import parse_training_flags, training_parser
-from pixelcnn_np.presets import PRESETS, resolve  # noqa: F401  (benchmarks/ import them, and build_parser, from here)
 from pixelcnn_np.run import NumpyEngine, UsageError, train_from_flags
 
 

@@ -26,8 +26,6 @@ from pixelcnn_np import cli
 from pixelcnn_np.presets import parse_training_flags, training_parser
 from pixelcnn_np.run import UsageError, train_from_flags
 from pixelcnn_np.torch_engine import TorchEngine, distributed_setup, load_data
-# benchmarks/bench_torch.py takes the torch training step from this module:
-from pixelcnn_np.torch_engine import adam_state_to_torch, named_parameters, torch_training_steps  # noqa: F401,E402
 
 
 def build_parser():

@@ -143,7 +143,7 @@ def forward(params, x, config, labels=None):
     h = x
     for l in range(config["n_layers"] + 1):                     # conv0 is mask A, the rest B
         h, c_conv = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"],
-                                          "A" if l == 0 else "B")                          # (N, h, H, W)
+                                          "A" if l == 0 else "B", check_finite=False)      # (N, h, H, W)
         c_cond = None
         if labels is not None:
             bias, c_cond = label_bias_forward(labels, params[f"conv{l}.cond"])            # (N, h, 1, 1)
@@ -154,7 +154,7 @@ def forward(params, x, config, labels=None):
             y, c_attn = causal_attention_forward(h, block_params(params, l))                # (N, h, H, W)
             h = h + y                                                                       # residual
         caches.append((c_conv, c_cond, c_relu, c_attn))
-    logits, c_out = conv2d_forward(h, params["out.w"], params["out.b"])                     # (N, c_out, H, W)
+    logits, c_out = conv2d_forward(h, params["out.w"], params["out.b"], check_finite=False)                     # (N, c_out, H, W)
     return logits, (caches, c_out)
 
 
@@ -163,7 +163,7 @@ def backward(dlogits, cache, need_dx=False):
     need_dx, "x": the gradient with respect to the input image, (N, 1, H, W))."""
     caches, c_out = cache
     grads = {}
-    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)                    # (N, h, H, W)
+    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out, check_finite=False)                    # (N, h, H, W)
     for l in range(len(caches) - 1, -1, -1):
         c_conv, c_cond, c_relu, c_attn = caches[l]
         if c_attn is not None:
@@ -175,7 +175,7 @@ def backward(dlogits, cache, need_dx=False):
         if c_cond is not None:
             grads[f"conv{l}.cond"] = label_bias_backward(dh, c_cond)
         dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = masked_conv2d_backward(
-            dh, c_conv, need_dx=(l > 0 or need_dx))
+            dh, c_conv, need_dx=(l > 0 or need_dx), check_finite=False)
     if need_dx:
         grads["x"] = dh
     return grads

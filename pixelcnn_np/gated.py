@@ -120,13 +120,13 @@ def forward(params, x, config, labels=None):
     caches = []
     for l in range(L):
         vmask, hmask = _masks(config, l)
-        v_pre, c_v = conv2d_forward(v, params[f"v{l}.w"], params[f"v{l}.b"], vmask, dil[l])   # (N, 2h, H, W)
+        v_pre, c_v = conv2d_forward(v, params[f"v{l}.w"], params[f"v{l}.b"], vmask, dil[l], check_finite=False)   # (N, 2h, H, W)
         c_cv = c_ch = None
         if labels is not None:                      # + V_v[:, y], the same at every position
             bias, c_cv = label_bias_forward(labels, params[f"v{l}.cond"])
             v_pre += bias
-        link, c_link = conv2d_forward(shift_down_forward(v_pre), params[f"link{l}.w"], params[f"link{l}.b"])
-        h_pre, c_h = conv2d_forward(h, params[f"h{l}.w"], params[f"h{l}.b"], hmask, dil[l])   # (N, 2h, H, W)
+        link, c_link = conv2d_forward(shift_down_forward(v_pre), params[f"link{l}.w"], params[f"link{l}.b"], check_finite=False)
+        h_pre, c_h = conv2d_forward(h, params[f"h{l}.w"], params[f"h{l}.b"], hmask, dil[l], check_finite=False)   # (N, 2h, H, W)
         h_pre += link
         if labels is not None:                      # + V_h[:, y]
             bias, c_ch = label_bias_forward(labels, params[f"h{l}.cond"])
@@ -139,11 +139,11 @@ def forward(params, x, config, labels=None):
         if l == 0:
             h = g
         else:
-            r, c_res = conv2d_forward(g, params[f"res{l}.w"], params[f"res{l}.b"])
+            r, c_res = conv2d_forward(g, params[f"res{l}.w"], params[f"res{l}.b"], check_finite=False)
             h = h + r                                                                       # residual
         caches.append((c_v, c_link, c_h, c_gh, c_gv, c_res, c_cv, c_ch))
     e, c_elu = elu_forward(h)
-    logits, c_out = conv2d_forward(e, params["out.w"], params["out.b"])                     # (N, c_out, H, W)
+    logits, c_out = conv2d_forward(e, params["out.w"], params["out.b"], check_finite=False)                     # (N, c_out, H, W)
     return logits, (caches, c_elu, c_out)
 
 
@@ -151,7 +151,7 @@ def backward(dlogits, cache, need_dx=False):
     """dlogits (N, c_out, H, W) -> grads (keys of params; "x" too when need_dx)."""
     caches, c_elu, c_out = cache
     grads = {}
-    de, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)
+    de, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out, check_finite=False)
     dh = elu_backward(de, c_elu)                                   # (N, h, H, W)
     dv = None                                                      # the last v feeds nothing
     dx = 0
@@ -160,19 +160,19 @@ def backward(dlogits, cache, need_dx=False):
         if l == 0:
             dg, dh_skip = dh, 0
         else:
-            dg, grads[f"res{l}.w"], grads[f"res{l}.b"] = conv2d_backward(dh, c_res)
+            dg, grads[f"res{l}.w"], grads[f"res{l}.b"] = conv2d_backward(dh, c_res, check_finite=False)
             dh_skip = dh                                           # the residual's identity path
         dh_pre = gate_backward(dg, c_gh)                           # (N, 2h, H, W)
         if c_ch is not None:
             grads[f"h{l}.cond"] = label_bias_backward(dh_pre, c_ch)
-        dh_in, grads[f"h{l}.w"], grads[f"h{l}.b"] = conv2d_backward(dh_pre, c_h, need_dx=(l > 0 or need_dx))
-        dshift, grads[f"link{l}.w"], grads[f"link{l}.b"] = conv2d_backward(dh_pre, c_link)
+        dh_in, grads[f"h{l}.w"], grads[f"h{l}.b"] = conv2d_backward(dh_pre, c_h, need_dx=(l > 0 or need_dx), check_finite=False)
+        dshift, grads[f"link{l}.w"], grads[f"link{l}.b"] = conv2d_backward(dh_pre, c_link, check_finite=False)
         dv_pre = shift_down_backward(dshift)                       # via the link ...
         if dv is not None:
             dv_pre += gate_backward(dv, c_gv)                      # ... plus via the vertical stack
         if c_cv is not None:
             grads[f"v{l}.cond"] = label_bias_backward(dv_pre, c_cv)
-        dv, grads[f"v{l}.w"], grads[f"v{l}.b"] = conv2d_backward(dv_pre, c_v, need_dx=(l > 0 or need_dx))
+        dv, grads[f"v{l}.w"], grads[f"v{l}.b"] = conv2d_backward(dv_pre, c_v, need_dx=(l > 0 or need_dx), check_finite=False)
         if l > 0:
             dh = dh_in + dh_skip                                   # gradients meeting: summed
         else:

@@ -156,14 +156,14 @@ def forward(params, x, config, labels=None):
     layer_caches = []
     h = x
     for l, (_, mask_type, d) in enumerate(layers(config)):       # conv0 is mask A, the rest B
-        h, c_conv = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], mask_type, d)  # (N, h, H, W)
+        h, c_conv = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], mask_type, d, check_finite=False)  # (N, h, H, W)
         c_cond = None
         if labels is not None:
             bias, c_cond = label_bias_forward(labels, params[f"conv{l}.cond"])         # (N, h, 1, 1)
             h += bias
         h, c_relu = relu_forward(h)
         layer_caches.append((c_conv, c_cond, c_relu))
-    logits, c_out = conv2d_forward(h, params["out.w"], params["out.b"])              # (N, c_out, H, W)
+    logits, c_out = conv2d_forward(h, params["out.w"], params["out.b"], check_finite=False)              # (N, c_out, H, W)
     return logits, (layer_caches, c_out)
 
 
@@ -174,14 +174,14 @@ def backward(dlogits, cache, need_dx=False):
     remembers its own mask and dilation)."""
     layer_caches, c_out = cache
     grads = {}
-    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)              # (N, h, H, W)
+    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out, check_finite=False)              # (N, h, H, W)
     for l in range(len(layer_caches) - 1, -1, -1):
         c_conv, c_cond, c_relu = layer_caches[l]
         dh = relu_backward(dh, c_relu)
         if c_cond is not None:
             grads[f"conv{l}.cond"] = label_bias_backward(dh, c_cond)
         dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = masked_conv2d_backward(       # (N, h or 1, H, W)
-            dh, c_conv, need_dx=(l > 0 or need_dx))
+            dh, c_conv, need_dx=(l > 0 or need_dx), check_finite=False)
     if need_dx:
         grads["x"] = dh
     return grads

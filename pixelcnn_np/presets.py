@@ -133,21 +133,23 @@ def resolve(args):
     arch = dict(preset["arch"]) if model == preset["model"] else {}
     given = {"hidden": args.hidden, "kernel_size": args.kernel_size, "pixels": args.pixels,
              "n_classes": 10 if args.conditional else None}
-    if model in ("pixelcnn", "attention"):
-        given["n_layers"] = args.layers
-    elif model == "residual":
-        given["n_blocks"] = args.layers
-    elif args.layers is not None:
-        raise ValueError(f"--layers does not apply to --model {model} (use --dilations: one layer per entry)")
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+    m = MODELS[model]                         # each model says which flags it takes (models.py)
+    if args.layers is not None:
+        if m.LAYERS_KEY is None:
+            raise ValueError(f"--layers does not apply to --model {model} (use --dilations: one layer per entry)")
+        given[m.LAYERS_KEY] = args.layers
     if args.dilations:
-        if model not in ("gated", "dilated"):
+        if "dilations" not in m.DEFAULTS:
             raise ValueError(f"--dilations does not apply to --model {model}")
         given["dilations"] = [int(v) for v in args.dilations.split(",")]
-    for flag, key in (("attention_every", "attention_every"), ("key_channels", "key_channels")):
+    for flag in ("attention_every", "key_channels"):
         if getattr(args, flag) is not None:
-            if model != "attention":
-                raise ValueError(f"--{flag.replace('_', '-')} applies to --model attention only")
-            given[key] = getattr(args, flag)
+            if flag not in m.DEFAULTS:
+                takers = sorted(name for name, mod in MODELS.items() if flag in mod.DEFAULTS)
+                raise ValueError(f"--{flag.replace('_', '-')} applies to --model {' / '.join(takers)} only")
+            given[flag] = getattr(args, flag)
     arch.update({k: v for k, v in given.items() if v is not None})
     config = make_config(model, **arch)
     if args.test_protocol is None:

@@ -116,22 +116,22 @@ def forward(params, x, config, labels=None):
         a += bias
         return c
 
-    r, c0 = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A")         # (N, 2h, H, W)
+    r, c0 = masked_conv2d_forward(x, params["conv0.w"], params["conv0.b"], "A", check_finite=False)         # (N, 2h, H, W)
     blocks = []
     for b in range(1, config["n_blocks"] + 1):
         p = f"block{b}."
         a, c_relu1 = relu_forward(r)                                                     # (N, 2h, H, W)
-        a, c_reduce = conv2d_forward(a, params[p + "reduce.w"], params[p + "reduce.b"])  # (N, h, H, W)
+        a, c_reduce = conv2d_forward(a, params[p + "reduce.w"], params[p + "reduce.b"], check_finite=False)  # (N, h, H, W)
         c_cond2 = label_bias(a, p + "reduce.cond")
         a, c_relu2 = relu_forward(a)
-        a, c_conv = masked_conv2d_forward(a, params[p + "conv.w"], params[p + "conv.b"], "B")  # (N, h, H, W)
+        a, c_conv = masked_conv2d_forward(a, params[p + "conv.w"], params[p + "conv.b"], "B", check_finite=False)  # (N, h, H, W)
         c_cond3 = label_bias(a, p + "conv.cond")
         a, c_relu3 = relu_forward(a)
-        a, c_expand = conv2d_forward(a, params[p + "expand.w"], params[p + "expand.b"])  # (N, 2h, H, W)
+        a, c_expand = conv2d_forward(a, params[p + "expand.w"], params[p + "expand.b"], check_finite=False)  # (N, 2h, H, W)
         r = r + a                                                                        # the skip
         blocks.append((c_relu1, c_reduce, c_cond2, c_relu2, c_conv, c_cond3, c_relu3, c_expand))
     e, c_relu_out = relu_forward(r)                                                      # (N, 2h, H, W)
-    logits, c_out = conv2d_forward(e, params["out.w"], params["out.b"])                  # (N, c_out, H, W)
+    logits, c_out = conv2d_forward(e, params["out.w"], params["out.b"], check_finite=False)                  # (N, c_out, H, W)
     return logits, (c0, blocks, c_relu_out, c_out)
 
 
@@ -141,25 +141,25 @@ def backward(dlogits, cache, need_dx=False):
     The chain rule, layer by layer, in reverse order of `forward`."""
     c0, blocks, c_relu_out, c_out = cache
     grads = {}
-    de, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out)                # (N, 2h, H, W)
+    de, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out, check_finite=False)                # (N, 2h, H, W)
     dr = relu_backward(de, c_relu_out)                                                   # d r_B
     for b in range(len(blocks), 0, -1):
         c_relu1, c_reduce, c_cond2, c_relu2, c_conv, c_cond3, c_relu3, c_expand = blocks[b - 1]
         p = f"block{b}."
-        da, grads[p + "expand.w"], grads[p + "expand.b"] = conv2d_backward(dr, c_expand)  # (N, h, H, W)
+        da, grads[p + "expand.w"], grads[p + "expand.b"] = conv2d_backward(dr, c_expand, check_finite=False)  # (N, h, H, W)
         da = relu_backward(da, c_relu3)
         if c_cond3 is not None:
             grads[p + "conv.cond"] = label_bias_backward(da, c_cond3)
-        da, grads[p + "conv.w"], grads[p + "conv.b"] = masked_conv2d_backward(da, c_conv)  # (N, h, H, W)
+        da, grads[p + "conv.w"], grads[p + "conv.b"] = masked_conv2d_backward(da, c_conv, check_finite=False)  # (N, h, H, W)
         da = relu_backward(da, c_relu2)
         if c_cond2 is not None:
             grads[p + "reduce.cond"] = label_bias_backward(da, c_cond2)
-        da, grads[p + "reduce.w"], grads[p + "reduce.b"] = conv2d_backward(da, c_reduce)  # (N, 2h, H, W)
+        da, grads[p + "reduce.w"], grads[p + "reduce.b"] = conv2d_backward(da, c_reduce, check_finite=False)  # (N, 2h, H, W)
         da = relu_backward(da, c_relu1)
         # r_{b-1} fed both the skip (gradient dr, unchanged) and the branch (gradient da):
         # gradients that meet are summed.
         dr = dr + da                                                                     # d r_{b-1}
-    dx, grads["conv0.w"], grads["conv0.b"] = masked_conv2d_backward(dr, c0, need_dx=need_dx)
+    dx, grads["conv0.w"], grads["conv0.b"] = masked_conv2d_backward(dr, c0, need_dx=need_dx, check_finite=False)
     if need_dx:
         grads["x"] = dx
     return grads
