@@ -20,6 +20,7 @@ import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kerne
 
 from pixelcnn_np import cli
 from pixelcnn_np.data import DATA_DIR_ENV
+from pixelcnn_np.memory import forward_memory
 from pixelcnn_np.metrics import format_report, nll_report
 from pixelcnn_np.progress import Progress
 from pixelcnn_np.train import evaluate
@@ -64,6 +65,9 @@ def main(argv=None):
             cli.fail("--backend torch needs PyTorch (pip install torch==2.13.0)", 2)
     data = cli.load_data(args.data_dir, download=not args.no_download, splits=("test",))
     images, labels = cli.split(data, "test", ck.config, limit=args.limit)
+    cli.check_memory(parser, forward_memory(ck.config, min(args.batch_size, len(images))), reduce="--batch-size")
+    if not args.limit and not args.json:
+        print(f"evaluating all {len(images)} test images (--limit N for a quicker look)", file=sys.stderr)
     if args.backend == "numpy":
         bar = Progress(len(images), "test", enabled=not args.json)
         nll = evaluate(ck.params, ck.config, images, batch_size=args.batch_size, progress=lambda d, t: bar.update(d),

@@ -19,6 +19,7 @@ import numpy as np
 
 from pixelcnn_np import cli
 from pixelcnn_np.data import DATA_DIR_ENV, binarize
+from pixelcnn_np.memory import sampling_memory
 from pixelcnn_np.models import describe
 from pixelcnn_np.plots import completion_figure, samples_figure, save_figure
 from pixelcnn_np.progress import Progress
@@ -90,6 +91,7 @@ def main(argv=None):
             originals = binarize(originals)
         images, start = np.tile(originals, (args.completions, 1, 1)), args.complete_rows * W
     count = len(images) if images is not None else args.n
+    cli.check_memory(parser, sampling_memory(config, count, args.method), reduce="--n")
     bar = Progress(H * W - start, f"sampling {count} ({args.method})", enabled=not args.no_progress)
     t0 = time.perf_counter()
     out = sample(params, config, count, np.random.default_rng(args.seed), method=args.method,

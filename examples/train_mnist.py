@@ -24,6 +24,7 @@ import sys
 import pixelcnn_np  # noqa: F401  (before numpy: lets OpenBLAS use AVX-512 kernels, see blas_setup.py)
 
 from pixelcnn_np import cli
+from pixelcnn_np.memory import sampling_memory, training_step_memory
 from pixelcnn_np.presets import parse_training_flags, training_parser
 from pixelcnn_np.run import NumpyEngine, UsageError, train_from_flags
 
@@ -35,6 +36,9 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args, config, run = parse_training_flags(parser, argv)
+    cli.check_memory(parser, training_step_memory(config, run["batch_size"]), reduce="--batch-size or --hidden")
+    if args.n_samples:
+        cli.check_memory(parser, sampling_memory(config, args.n_samples), reduce="--n-samples")
     data = cli.load_data(args.data_dir, download=not args.no_download)
     try:
         return train_from_flags(args, config, run, data, NumpyEngine)

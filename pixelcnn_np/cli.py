@@ -206,3 +206,13 @@ def int_list(text, low, example):
     if not values or min(values) < low:
         raise argparse.ArgumentTypeError(f"expected comma-separated {example}, got {text!r}")
     return values
+
+
+def check_memory(parser, estimate, reduce):
+    """A one-line usage error (exit 2) before the work when `estimate` (a
+    memory.MemoryEstimate) cannot fit in the memory this machine has available now."""
+    from .memory import MemoryBudgetError, check_fits
+    try:
+        check_fits(estimate, estimate.what, reduce=reduce)
+    except MemoryBudgetError as e:
+        parser.error(str(e))

@@ -22,6 +22,7 @@ from pathlib import Path
 from .cli import OneLineParser, int_list, non_negative_int, odd_int, positive_float, positive_int
 from .data import DATA_DIR_ENV
 from .models import MODELS, make_config
+from .validation import check_kernel_reach
 
 PRESETS = {
     # The default: the member of the family that learned fastest per second on two cores
@@ -152,6 +153,9 @@ def resolve(args):
             given[flag] = getattr(args, flag)
     arch.update({k: v for k, v in given.items() if v is not None})
     config = make_config(model, **arch)
+    # The library computes any kernel on any image (the tests try kernels larger than tiny
+    # images on purpose); a training run refuses taps that could only ever read padding.
+    check_kernel_reach(config)
     if args.test_protocol is None:
         args.test_protocol = "stochastic" if args.binarize == "dynamic" else "threshold"
     run = {"batch_size": args.batch_size, "seed": args.seed, "binarize": args.binarize, "lr": args.lr,

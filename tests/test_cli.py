@@ -429,3 +429,33 @@ def test_ctrl_c_during_the_final_sampling_is_one_line_and_exit_130(tmp_path):
     assert (out / "metrics.json").exists() and not (out / "samples.png").exists()
     from pixelcnn_np.checkpoint import load_checkpoint
     assert load_checkpoint(out / "checkpoint.npz").opt_state["t"] == 2
+
+
+@pytest.mark.parametrize("script, flags, words", [
+    (TRAIN, ["--batch-size", "10000000"], ["a training step at batch 10000000 needs about", "reduce --batch-size"]),
+    (TRAIN, ["--kernel-size", "99"], ["config['kernel_size'] = 99", "use kernel_size <= 55"]),
+    (TRAIN, ["--dilations", "1,64"], ["config['dilations'] has 64", "use dilations <= 27"]),
+    (SAMPLE, ["--n", "1000000000"], ["sampling 1000000000 images needs about", "reduce --n"]),
+    (EVALUATE, ["--batch-size", "100000000", "--limit", "100000000"], ["a forward pass at batch", "reduce --batch-size"]),
+])
+def test_sizes_the_machine_cannot_hold_are_refused_before_the_work(tmp_path, script, flags, words):
+    """Issue 19: refused in one line (exit 2) from the estimate, not killed by the OS hours later."""
+    extra = ["--out", tmp_path / ("s.png" if script == SAMPLE else "run")] if script != EVALUATE else []
+    data = ["--data-dir", MNIST] if script != SAMPLE else []
+    r = run(script, *flags, *data, *extra)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr and all(w in last for w in words), last
+    assert not (tmp_path / "run" / "checkpoint.npz").exists() and not (tmp_path / "s.png").exists()
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
+def test_evaluate_on_the_whole_test_set_hints_at_limit(tmp_path):
+    code = ("import sys, runpy\n"
+            "import pixelcnn_np.train as t\n"
+            "t.nll_per_pixel = lambda *a, **k: __import__('numpy').zeros((1, 28, 28))\n"  # skip the 10,000-image pass
+            f"sys.argv = ['evaluate.py', '--data-dir', {str(MNIST)!r}]\n"
+            f"runpy.run_path({EVALUATE!r}, run_name='__main__')\n")
+    r = run("-c", code)
+    assert r.returncode == 0, r.stderr
+    assert "evaluating all 10000 test images (--limit N for a quicker look)" in r.stderr
