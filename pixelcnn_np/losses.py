@@ -70,9 +70,13 @@ def softmax_cross_entropy(logits, targets):
     return loss, dlogits
 
 
-def per_pixel_nll(logits, targets, pixels):
+def per_pixel_nll(logits, targets, pixels, n_mix=None):
     """NLL of every pixel, in nats, without averaging: (N, H, W).
-    `pixels` is "binary" (logits (N, 1, H, W)) or "8bit" (logits (N, 256, H, W))."""
+    `pixels` is "binary" (logits (N, 1, H, W)), "8bit" (logits (N, 256, H, W)) or
+    "logistic" (logits (N, 3 n_mix, H, W), logistic_mixture.per_pixel_nll)."""
+    if pixels == "logistic":
+        from .logistic_mixture import per_pixel_nll as mixture_per_pixel_nll
+        return mixture_per_pixel_nll(logits, targets, n_mix)
     if pixels == "binary":
         z = logits[:, 0]
         x = np.asarray(targets, dtype=logits.dtype).reshape(z.shape)

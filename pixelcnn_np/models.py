@@ -54,6 +54,7 @@ import types
 import numpy as np
 
 from . import attention_pixelcnn, gated, pixelcnn, residual
+from .logistic_mixture import mixture_nll
 from .losses import bce_with_logits, softmax_cross_entropy
 
 # Every name a model module provides (see above).
@@ -82,7 +83,10 @@ MODELS = {
     "attention": attention_pixelcnn,
 }
 
-PIXEL_TYPES = ("binary", "8bit")
+# binary: one Bernoulli logit per pixel; 8bit: 256-way softmax; logistic: 8-bit pixels under
+# PixelCNN++'s discretized logistic mixture (logistic_mixture.py), config["n_mix"] components.
+PIXEL_TYPES = ("binary", "8bit", "logistic")
+DEFAULT_N_MIX = 5
 
 # How figures and messages name each model (each module's DISPLAY_NAME).
 DISPLAY_NAMES = {name: module.DISPLAY_NAME for name, module in MODELS.items()}
@@ -104,6 +108,8 @@ def describe(config):
     if config.get("n_classes"):
         name = "class-conditional " + name
     text = f"{name}, {config['hidden']} channels" if "hidden" in config else name
+    if config.get("pixels") == "logistic":
+        return text + f", 8-bit, {config.get('n_mix', DEFAULT_N_MIX)}-logistic mixture"
     return text + (", 8-bit" if config.get("pixels") == "8bit" else "")
 
 
@@ -118,6 +124,11 @@ def make_config(model="pixelcnn", **overrides):
             conditional = sorted(name for name, m in MODELS.items() if getattr(m, "CONDITIONAL", False))
             raise ValueError(f"model {model!r} has no class-conditional version; choose one of {conditional}")
         config["n_classes"] = k
+    n_mix = overrides.pop("n_mix", None)
+    if overrides.get("pixels") == "logistic":         # the key exists only for this pixel type
+        config["n_mix"] = DEFAULT_N_MIX if n_mix is None else n_mix
+    elif n_mix is not None:
+        raise ValueError("config['n_mix'] applies only to pixels='logistic' (the logistic mixture)")
     unknown = set(overrides) - set(config)
     if unknown:
         raise ValueError(f"unknown config key(s) for model {model!r}: {sorted(unknown)}; "
@@ -130,7 +141,7 @@ def make_config(model="pixelcnn", **overrides):
 def validate_config(config):
     if config.get("pixels") not in PIXEL_TYPES:
         raise ValueError(f"pixels must be one of {PIXEL_TYPES}, got {config.get('pixels')!r}")
-    for key in ("n_classes", "hidden", "n_layers", "n_blocks", "kernel_size", "first_kernel_size", "height", "width"):
+    for key in ("n_mix", "n_classes", "hidden", "n_layers", "n_blocks", "kernel_size", "first_kernel_size", "height", "width"):
         if key in config:
             v = config[key]
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if key in ("n_layers", "n_classes") else 1):
@@ -147,14 +158,17 @@ def validate_config(config):
 
 
 def model_input(images, config, dtype=np.float32):
-    """Pixels -> the network's input (N, 1, H, W): 0/1 for binary, value/255 for 8-bit."""
+    """Pixels -> the network's input (N, 1, H, W): 0/1 for binary, value/255 for 8-bit
+    (softmax or logistic mixture alike)."""
     x = np.asarray(images)[:, None].astype(dtype)
     return x if config["pixels"] == "binary" else x / np.dtype(dtype).type(255)
 
 
 def loss_and_grad(logits, images, config):
     """Mean NLL in nats/pixel and d loss / d logits, for the config's pixel type.
-    images (N, H, W): 0/1 (binary) or 0..255 (8-bit) integers."""
+    images (N, H, W): 0/1 (binary) or 0..255 (8-bit, softmax or logistic mixture) integers."""
     if config["pixels"] == "binary":
         return bce_with_logits(logits, np.asarray(images)[:, None])
+    if config["pixels"] == "logistic":
+        return mixture_nll(logits, images, config["n_mix"])
     return softmax_cross_entropy(logits, images)

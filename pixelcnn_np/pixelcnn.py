@@ -104,8 +104,11 @@ DILATED = {
 
 
 def out_channels(config):
-    """Logits per pixel: 1 (Bernoulli, binary pixels) or 256 (categorical, 8-bit).
+    """Logits per pixel: 1 (Bernoulli, binary pixels), 256 (categorical, 8-bit) or
+    3 K (a K-component discretized logistic mixture, 8-bit: logistic_mixture.py).
     Every model's output layer uses this."""
+    if config["pixels"] == "logistic":
+        return 3 * config["n_mix"]
     return 1 if config["pixels"] == "binary" else 256
 
 

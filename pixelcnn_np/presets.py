@@ -84,8 +84,11 @@ def training_parser(description=None):
     g.add_argument("--conditional", action="store_true",
                    help="class-conditional: learn p(image | digit label), a learned per-channel bias per label "
                         "in every layer (every model); sample a digit with sample.py --digits")
-    g.add_argument("--pixels", choices=("binary", "8bit"), default="binary",
-                   help="binary: sigmoid head on binarized MNIST (default); 8bit: 256-way softmax on raw pixels")
+    g.add_argument("--pixels", choices=("binary", "8bit", "logistic"), default="binary",
+                   help="binary: sigmoid head on binarized MNIST (default); 8bit: 256-way softmax on raw pixels; "
+                        "logistic: raw pixels under PixelCNN++'s discretized logistic mixture (--n-mix components)")
+    g.add_argument("--n-mix", type=positive_int, default=None,
+                   help="with --pixels logistic: mixture components per pixel (default 5; 3 outputs each)")
     g.add_argument("--hidden", type=positive_int, default=None, help="channels of every hidden layer {default: 64, seed: 64}")
     g.add_argument("--layers", type=non_negative_int, default=None,
                    help="pixelcnn, attention: mask-B layers after the mask-A layer {seed: 6}; residual: residual blocks")
@@ -132,7 +135,7 @@ def resolve(args):
         args.epochs = 1000                    # a time or step budget alone: epochs are only an upper bound
     model = args.model or preset["model"]
     arch = dict(preset["arch"]) if model == preset["model"] else {}
-    given = {"hidden": args.hidden, "kernel_size": args.kernel_size, "pixels": args.pixels,
+    given = {"hidden": args.hidden, "kernel_size": args.kernel_size, "pixels": args.pixels, "n_mix": args.n_mix,
              "n_classes": 10 if args.conditional else None}
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")

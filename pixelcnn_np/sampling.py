@@ -30,14 +30,18 @@ sampling). Temperature T < 1 sharpens the distribution, T > 1 flattens it.
 
 import numpy as np
 
+from . import logistic_mixture
 from .activations import sigmoid, softmax
 from .conditioning import check_labels
 from .models import get_model, model_input
 
 
-def draw_pixel(logits_p, u, pixels, temperature):
+def draw_pixel(logits_p, u, pixels, temperature, n_mix=None):
     """One pixel per image from its logits at position p.
-    logits_p (n, c_out), u (n,) uniforms -> values (n,) uint8."""
+    logits_p (n, c_out), u (n,) uniforms -> values (n,) uint8. A logistic mixture's 256
+    probabilities are reweighted as p^(1/T) (what softmax(z / T) does to the softmax's)."""
+    if pixels == "logistic":
+        return logistic_mixture.draw_pixel(logits_p, u, n_mix, temperature)
     z = logits_p.astype(np.float64) / temperature
     if pixels == "binary":
         return (u < sigmoid(z[:, 0])).astype(np.uint8)
@@ -87,7 +91,7 @@ def sample_cached(params, config, n, rng, temperature=1.0, progress=None, images
         logits = model.sampler_logits(params, state, x, i, j, config)   # (n, c_out)
         if p >= start:
             u = rng.random(n)
-            out[:, i, j] = draw_pixel(logits, u, config["pixels"], temperature)
+            out[:, i, j] = draw_pixel(logits, u, config["pixels"], temperature, config.get("n_mix"))
             x[:, 0, i, j] = model_input(out[:, i:i + 1, j:j + 1], config, dtype)[:, 0, 0, 0]
             if progress is not None:
                 progress(p + 1 - start, H * W - start)
@@ -113,7 +117,7 @@ def sample_naive(params, config, n, rng, temperature=1.0, progress=None, images=
         x = model_input(out, config, dtype)                       # (n, 1, H, W)
         logits, _ = model.forward(params, x, config, labels=labels)   # (n, c_out, H, W)
         u = rng.random(n)
-        out[:, i, j] = draw_pixel(logits[:, :, i, j], u, config["pixels"], temperature)
+        out[:, i, j] = draw_pixel(logits[:, :, i, j], u, config["pixels"], temperature, config.get("n_mix"))
         if progress is not None:
             progress(p + 1 - start, H * W - start)
     return out

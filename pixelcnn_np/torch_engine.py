@@ -172,7 +172,25 @@ def summed_nll(logits, target, config):
     """-sum of log p(x_p | x_<p) over every pixel of the batch, in nats (a 0-d tensor)."""
     if config["pixels"] == "binary":
         return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    if config["pixels"] == "logistic":
+        return -mixture_log_prob(logits, target, config["n_mix"]).sum()
     return F.cross_entropy(logits, target, reduction="sum")
+
+
+def mixture_log_prob(logits, values, n_mix):
+    """log p(v) of PixelCNN++'s discretized logistic mixture in torch (autograd does the
+    backward; logistic_mixture.py is the same by hand): logits (B, 3K, H, W), values
+    (B, H, W) int64 0..255 -> (B, H, W). Same stable identity, same clamp of log s."""
+    from .logistic_mixture import HALF_BIN, LOG_SCALE_MIN
+    pi, mu = logits[:, :n_mix], logits[:, n_mix:2 * n_mix]
+    log_s = torch.clamp(logits[:, 2 * n_mix:], min=LOG_SCALE_MIN)
+    v = values[:, None]
+    x = v.to(logits.dtype) * (2.0 / 255.0) - 1.0
+    inv_s = torch.exp(-log_s)
+    a, b = (x - mu + HALF_BIN) * inv_s, (x - mu - HALF_BIN) * inv_s
+    log_mass = F.logsigmoid(a) + F.logsigmoid(-b) + torch.log(-torch.expm1(-2 * HALF_BIN * inv_s))
+    log_mass = torch.where(v == 0, F.logsigmoid(a), torch.where(v == 255, F.logsigmoid(-b), log_mass))
+    return torch.logsumexp(torch.log_softmax(pi, dim=1) + log_mass, dim=1)
 
 
 def check_finite_torch(loss, grads, step):
@@ -242,7 +260,7 @@ def test_nll(module, config, images, labels=None, protocol="threshold", rank=0, 
         pixels = images[s:e]
         x, _, y = batch_tensors(pixels, None if labels is None else labels[s:e], config, p.device, np_dtype)
         logits = run_network(module, x, y).cpu().numpy()                                  # (b, c_out, H, W)
-        total += float(per_pixel_nll(logits, pixels, config["pixels"]).astype(np.float64).sum())
+        total += float(per_pixel_nll(logits, pixels, config["pixels"], config.get("n_mix")).astype(np.float64).sum())
     return sum_over_ranks(total, p.device) / (len(images) * config["height"] * config["width"])
 
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .masks import causal_mask, horizontal_mask, vertical_mask
+from .pixelcnn import out_channels   # the same head as the NumPy models: 1, 256 or 3 n_mix logits
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -33,9 +34,6 @@ class MaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight * self.mask.to(self.weight.dtype), self.bias,
                         padding=self.padding, dilation=self.dilation)
 
-
-def out_channels(config):
-    return 1 if config["pixels"] == "binary" else 256
 
 
 def one_hot(labels, n_classes, like):

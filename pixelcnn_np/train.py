@@ -45,7 +45,7 @@ def epoch_order(n, seed, epoch):
 
 def prepare_batch(raw, config, binarization, seed, epoch, batch):
     """uint8 images (B, H, W) 0..255 -> pixels the model predicts (B, H, W)."""
-    if config["pixels"] == "8bit":
+    if config["pixels"] != "binary":               # 8-bit pixels: softmax or logistic mixture
         return raw
     rng = np.random.default_rng([seed, epoch, batch]) if binarization == "dynamic" else None
     return binarize(raw, binarization, rng=rng)
@@ -115,7 +115,7 @@ def nll_per_pixel(params, config, images, batch_size=100, progress=None, labels=
         pixels = images[s:s + batch_size]
         y = None if labels is None else labels[s:s + batch_size]
         logits, _ = model.forward(params, model_input(pixels, config, dtype), config, labels=y)  # (B, c_out, H, W)
-        out[s:s + len(pixels)] = per_pixel_nll(logits, pixels, config["pixels"])
+        out[s:s + len(pixels)] = per_pixel_nll(logits, pixels, config["pixels"], config.get("n_mix"))
         if progress is not None:
             progress(s + len(pixels), len(images))
     return out

@@ -459,3 +459,21 @@ def test_evaluate_on_the_whole_test_set_hints_at_limit(tmp_path):
     r = run("-c", code)
     assert r.returncode == 0, r.stderr
     assert "evaluating all 10000 test images (--limit N for a quicker look)" in r.stderr
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
+def test_logistic_mixture_run_evaluates_and_samples(tmp_path):
+    out = tmp_path / "mix"
+    r = run(TRAIN, "--data-dir", MNIST, "--out", out, "--max-steps", "2", "--eval-limit", "10", "--n-samples", "2",
+            "--no-progress", "--pixels", "logistic", "--n-mix", "3", *TINY)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["pixels"] == "logistic" and metrics["config"]["n_mix"] == 3
+    assert metrics["test_protocol"] == "8-bit pixels"
+    r = run(EVALUATE, "--checkpoint", out / "checkpoint.npz", "--data-dir", MNIST, "--limit", "10", "--json")
+    assert r.returncode == 0, r.stderr
+    assert np.isclose(json.loads(r.stdout)["nats_per_pixel"], metrics["epochs"][-1]["test_nats_per_pixel"])
+    r = run(SAMPLE, "--checkpoint", out / "checkpoint.npz", "--n", "2", "--out", tmp_path / "m.png", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = run(TRAIN, "--data-dir", MNIST, "--out", tmp_path / "x", "--n-mix", "3", *TINY)
+    assert r.returncode == 2 and "n_mix" in r.stderr

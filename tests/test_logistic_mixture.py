@@ -142,3 +142,46 @@ def test_matches_a_pytorch_autograd_version():
     ref.backward()
     assert np.isclose(loss, ref.item(), rtol=1e-10)
     assert np.allclose(grad, t.grad.numpy(), rtol=1e-7, atol=1e-12)
+
+
+def test_the_torch_engines_mixture_matches_ours():
+    torch = pytest.importorskip("torch")
+    from pixelcnn_np.torch_engine import mixture_log_prob
+    rng = np.random.default_rng(12)
+    z = random_logits(rng, n=2, k=4, h=3, w=3)
+    v = values_with_edges(rng, (2, 3, 3))
+    loss, grad = lm.mixture_nll(z, v, 4)
+    t = torch.tensor(z, requires_grad=True)
+    ref = -mixture_log_prob(t, torch.tensor(v), 4).mean()
+    ref.backward()
+    assert np.isclose(loss, ref.item(), rtol=1e-12)
+    assert np.allclose(grad, t.grad.numpy(), rtol=1e-9, atol=1e-14)
+
+
+def test_a_model_trains_and_samples_under_the_mixture():
+    from pixelcnn_np.models import get_model, loss_and_grad, make_config, model_input
+    from pixelcnn_np.sampling import sample_cached, sample_naive
+    from pixelcnn_np.train import evaluate
+    config = make_config("pixelcnn", pixels="logistic", n_mix=3, hidden=4, n_layers=1, kernel_size=3,
+                         height=5, width=5)
+    assert config["n_mix"] == 3
+    model = get_model(config)
+    params = model.init_params(config, np.random.default_rng(0), np.float64)
+    assert params["out.w"].shape[0] == 9
+    images = np.random.default_rng(1).integers(0, 256, (3, 5, 5)).astype(np.uint8)
+    logits, cache = model.forward(params, model_input(images, config, np.float64), config)
+    loss, dlogits = loss_and_grad(logits, images, config)
+    assert np.isclose(loss, evaluate(params, config, images))
+    grads = model.backward(dlogits, cache)
+    # the whole model's gradient through the mixture head, along one random direction
+    from gradcheck import check_directional
+
+    def f(w):
+        p = dict(params, **{"out.w": w})
+        return loss_and_grad(model.forward(p, model_input(images, config, np.float64), config)[0], images, config)[0]
+    check_directional(f, params["out.w"], grads["out.w"], np.random.default_rng(2))
+    a = sample_cached(params, config, 2, np.random.default_rng(5))
+    b = sample_naive(params, config, 2, np.random.default_rng(5))
+    assert np.array_equal(a, b) and a.dtype == np.uint8
+    with pytest.raises(ValueError, match="n_mix"):
+        make_config("pixelcnn", n_mix=3)

@@ -33,9 +33,10 @@ from pixelcnn_np.sampling import sample_cached, sample_naive
 
 NAMES = sorted(MODELS)
 CONDITIONAL_NAMES = [name for name in NAMES if MODELS[name].CONDITIONAL]
-# (model, n_classes, pixels): every model, conditional where it can be, both pixel types
+# (model, n_classes, pixels): every model, conditional where it can be, every pixel type
+# (binary, 8-bit softmax; the logistic mixture head unconditional only, to keep the suite fast)
 CASES = [(name, k, pixels) for name in NAMES for k in ((0, 4) if name in CONDITIONAL_NAMES else (0,))
-         for pixels in ("binary", "8bit")]
+         for pixels in ("binary", "8bit", "logistic") if not (k and pixels == "logistic")]
 CASE_IDS = [f"{name}-{'cond' if k else 'uncond'}-{pixels}" for name, k, pixels in CASES]
 
 # A tiny setting for every config key a model may read; keys a model lacks are skipped.
@@ -113,6 +114,7 @@ def test_module_provides_every_name_of_the_contract(name):
     assert isinstance(model.TORCH_TWIN, str) and model.TORCH_TWIN.isidentifier()
     assert isinstance(model.CONDITIONAL, bool)
     assert model.out_channels(config) == 1 and model.out_channels(make_config(name, pixels="8bit")) == 256
+    assert model.out_channels(make_config(name, pixels="logistic", n_mix=4)) == 12
     up, left, right = model.reach(config)
     assert all(isinstance(v, (int, np.integer)) and v >= 0 for v in (up, left, right))
     assert reach(config) == (up, left, right)                 # receptive_field asks the model
@@ -225,7 +227,7 @@ def test_model_gradients(name, n_classes, pixels):
     they stay zero under any optimizer."""
     config = tiny_config(name, pixels, n_classes)
     model = get_model(config)
-    rng = np.random.default_rng(sum(map(ord, name)) + n_classes + (pixels == "8bit"))
+    rng = np.random.default_rng(sum(map(ord, name)) + n_classes + ("binary", "8bit", "logistic").index(pixels))
     params = random_params(config, rng)
     init = model.init_params(config, np.random.default_rng(0), np.float64)
     images = random_images(config, rng, 3)
@@ -417,6 +419,9 @@ def test_matches_its_torch_twin(name, n_classes, pixels):
     out = module(xt, torch.from_numpy(labels)) if n_classes else module(xt)
     if pixels == "binary":
         loss_t = torch.nn.functional.binary_cross_entropy_with_logits(out, torch.from_numpy(x))
+    elif pixels == "logistic":
+        from pixelcnn_np.torch_engine import mixture_log_prob
+        loss_t = -mixture_log_prob(out, torch.from_numpy(images.astype(np.int64)), config["n_mix"]).mean()
     else:
         loss_t = torch.nn.functional.cross_entropy(out, torch.from_numpy(images.astype(np.int64)))
     loss_t.backward()
