@@ -41,7 +41,10 @@ parser = OneLineParser(description="A guided tour of pixelcnn_np; saves its figu
 parser.add_argument("--quick", action="store_true", help="a small budget: fewer samples, smaller subsets")
 parser.add_argument("--out", default="runs/tour", help="folder for the figures (default: runs/tour)")
 parser.add_argument("--data-dir", default=None, help="MNIST folder, used only if the files are there")
-args, _ = parser.parse_known_args()               # known only: a notebook kernel adds its own flags
+# In a notebook the kernel adds flags of its own (-f ...): take the known ones only there;
+# from the command line an unknown flag is a usage error, not a minute of tour.
+in_notebook = "ipykernel" in sys.modules
+args = parser.parse_known_args()[0] if in_notebook else parser.parse_args()
 parser.check_output("--out", args.out, folder=True)  # a one-line error now, not a traceback at the first figure
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)

@@ -47,3 +47,9 @@ def test_tour_quick_writes_every_figure(tmp_path, with_mnist):
     if not with_mnist:
         assert "MNIST is not on disk" in result.stdout
         assert not (tmp_path / "no_mnist_here").exists()                      # nothing was downloaded
+
+
+def test_an_unknown_flag_is_a_usage_error_outside_a_notebook():
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "tour.py"), "--bogus"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr and "Traceback" not in r.stderr
