@@ -22,6 +22,7 @@ from pixelcnn_np import cli
 from pixelcnn_np.data import DATA_DIR_ENV
 from pixelcnn_np.memory import forward_memory
 from pixelcnn_np.metrics import format_report, nll_report
+from pixelcnn_np.presets import GREY_DATASETS
 from pixelcnn_np.progress import Progress
 from pixelcnn_np.train import evaluate
 
@@ -29,6 +30,8 @@ from pixelcnn_np.train import evaluate
 def build_parser():
     p = cli.OneLineParser(description="Test NLL of a pixelcnn_np checkpoint.")
     p.add_argument("--checkpoint", default=None, help="checkpoint.npz (default: the shipped pretrained model)")
+    p.add_argument("--dataset", choices=GREY_DATASETS, default=None,
+                   help="test set to evaluate on (default: the one the checkpoint was trained on, else mnist)")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV}, else ./data)")
     p.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate the first N test images only")
     p.add_argument("--protocol", choices=("threshold", "stochastic"), default="threshold",
@@ -63,7 +66,8 @@ def main(argv=None):
             import torch  # noqa: F401
         except ImportError:
             cli.fail("--backend torch needs PyTorch (pip install torch==2.13.0)", 2)
-    data = cli.load_data(args.data_dir, download=not args.no_download, splits=("test",))
+    dataset = args.dataset or ck.meta.get("run", {}).get("dataset", "mnist")     # the one it was trained on
+    data = cli.load_data(args.data_dir, download=not args.no_download, splits=("test",), dataset=dataset)
     images, labels = cli.split(data, "test", ck.config, limit=args.limit)
     cli.check_memory(parser, forward_memory(ck.config, min(args.batch_size, len(images))), reduce="--batch-size")
     if not args.limit and not args.json:
@@ -76,6 +80,7 @@ def main(argv=None):
     else:
         nll = torch_nll(ck.params, ck.config, images, args.batch_size, labels, args.protocol, args.draws)
     report = nll_report(nll, ck.config["height"] * ck.config["width"])
+    report["dataset"] = dataset
     if ck.config["pixels"] == "binary":
         report["protocol"] = args.protocol
         report["draws"] = args.draws if args.protocol == "stochastic" else 1
@@ -86,7 +91,7 @@ def main(argv=None):
         print(json.dumps(report))
     else:
         path = args.checkpoint or cli.PRETRAINED
-        print(f"{path} ({ck.config['model']}, {args.backend}, {len(images)} test images, {how}): "
+        print(f"{path} ({ck.config['model']}, {args.backend}, {len(images)} {dataset} test images, {how}): "
               f"{format_report(report)}")
     return 0
 

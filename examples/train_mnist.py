@@ -39,7 +39,7 @@ def main(argv=None):
     cli.check_memory(parser, training_step_memory(config, run["batch_size"]), reduce="--batch-size or --hidden")
     if args.n_samples:
         cli.check_memory(parser, sampling_memory(config, args.n_samples), reduce="--n-samples")
-    data = cli.load_data(args.data_dir, download=not args.no_download)
+    data = cli.load_data(args.data_dir, download=not args.no_download, dataset=args.dataset)
     try:
         return train_from_flags(args, config, run, data, NumpyEngine)
     except UsageError as e:                            # e.g. --minutes too short to train at all

@@ -48,7 +48,7 @@ def main(argv=None):
         parser.error("--device cuda: PyTorch sees no CUDA device")
     rank, world, device = distributed_setup(args.device)
     try:
-        data = load_data(args.data_dir, not args.no_download, rank, args.synthetic)
+        data = load_data(args.data_dir, not args.no_download, rank, args.synthetic, args.dataset)
 
         def engine(config, params, opt_state):
             return TorchEngine(config, params, opt_state, device, rank, world)

@@ -94,11 +94,13 @@ def fail(message, code):
     raise SystemExit(code)
 
 
-def load_data(data_dir=None, download=True, splits=("train", "test")):
-    """data.load_mnist, or end the script with its one-line DataError (exit 1)."""
-    from .data import DataError, load_mnist
+def load_data(data_dir=None, download=True, splits=("train", "test"), dataset="mnist"):
+    """datasets.load_dataset (MNIST by default), or end the script with its one-line
+    DataError (exit 1)."""
+    from .data import DataError
+    from .datasets import load_dataset
     try:
-        return load_mnist(data_dir, download=download, splits=splits)
+        return load_dataset(dataset, data_dir, download=download, splits=splits)
     except DataError as e:
         fail(e, 1)
 

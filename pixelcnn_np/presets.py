@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .cli import OneLineParser, int_list, non_negative_int, odd_int, positive_float, positive_int
 from .data import DATA_DIR_ENV
+from .datasets import DATASETS
 from .models import MODELS, make_config
 from .validation import check_kernel_reach
 
@@ -100,6 +101,10 @@ def training_parser(description=None):
     g.add_argument("--key-channels", type=positive_int, default=None,
                    help="attention: channels of the queries, keys and values {8}")
     g = p.add_argument_group("input/output")
+    g.add_argument("--dataset", choices=GREY_DATASETS, default="mnist",
+                   help="the 28x28 grey images to model: mnist (default), fashion-mnist or kmnist, "
+                        "each checked by its own checksums (datasets.py); colour datasets need "
+                        "colour masks, which the models do not have yet")
     g.add_argument("--data-dir", default=None,
                    help=f"folder with the four MNIST files (default: ${DATA_DIR_ENV}, else ./data, downloading if missing)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
@@ -114,6 +119,10 @@ def training_parser(description=None):
     g.add_argument("--n-samples", type=non_negative_int, default=16, help="digits to sample at the end (0: none; default 16)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     return p
+
+
+# The datasets the (grey, one-channel) models can train on today.
+GREY_DATASETS = tuple(name for name, spec in DATASETS.items() if spec["channels"] == 1)
 
 
 def resolve(args):
@@ -163,7 +172,8 @@ def resolve(args):
         args.test_protocol = "stochastic" if args.binarize == "dynamic" else "threshold"
     run = {"batch_size": args.batch_size, "seed": args.seed, "binarize": args.binarize, "lr": args.lr,
            "schedule": args.schedule, "minutes": args.minutes, "epochs": args.epochs,
-           "max_steps": args.max_steps if step_budget else None, "test_protocol": args.test_protocol}
+           "max_steps": args.max_steps if step_budget else None, "test_protocol": args.test_protocol,
+           "dataset": args.dataset}
     return config, run
 
 

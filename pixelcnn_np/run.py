@@ -67,7 +67,7 @@ from .train import NonFiniteError, evaluate, training_steps
 EVAL_BATCH = 100
 
 # Settings that fix the data order: a resumed run must use the same ones.
-RUN_KEYS = ("batch_size", "seed", "binarize", "schedule")
+RUN_KEYS = ("batch_size", "seed", "binarize", "schedule", "dataset")
 
 
 class UsageError(ValueError):

@@ -96,14 +96,14 @@ def synthetic_mnist(n):
             "test_labels": rng.integers(0, 10, n, dtype=np.uint8)}
 
 
-def load_data(data_dir, download, rank, synthetic=None):
+def load_data(data_dir, download, rank, synthetic=None, dataset="mnist"):
     """MNIST (or `synthetic` random images). Rank 0 reads (and downloads) first, the
     others after it; a DataError ends the script with its one line (cli.load_data)."""
     if synthetic:
         return synthetic_mnist(synthetic)
     if rank > 0:
         dist.barrier()                                   # wait for rank 0's download
-    data = load_mnist_or_exit(data_dir, download=download and rank == 0)
+    data = load_mnist_or_exit(data_dir, download=download and rank == 0, dataset=dataset)
     if rank == 0 and dist.is_initialized():
         dist.barrier()
     return data

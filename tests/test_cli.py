@@ -205,7 +205,9 @@ def test_evaluate_json_and_backends_agree():
     r = run(EVALUATE, "--data-dir", MNIST, "--limit", "60", "--json")
     assert r.returncode == 0, r.stderr
     ours = json.loads(r.stdout)
-    assert set(ours) == {"nats_per_image", "nats_per_pixel", "bits_per_dim", "perplexity", "protocol", "draws"}
+    assert set(ours) == {"nats_per_image", "nats_per_pixel", "bits_per_dim", "perplexity", "protocol", "draws",
+                         "dataset"}
+    assert ours["dataset"] == "mnist"
     assert (ours["protocol"], ours["draws"]) == ("threshold", 1)
     assert 0.03 < ours["nats_per_pixel"] < 0.2                  # the shipped model is trained
     assert np.isclose(ours["nats_per_image"], 784 * ours["nats_per_pixel"])
@@ -477,3 +479,30 @@ def test_logistic_mixture_run_evaluates_and_samples(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run(TRAIN, "--data-dir", MNIST, "--out", tmp_path / "x", "--n-mix", "3", *TINY)
     assert r.returncode == 2 and "n_mix" in r.stderr
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")      # apt-get install dataset-fashion-mnist
+
+
+@pytest.mark.skipif(not (FASHION / "t10k-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST not installed")
+def test_train_on_fashion_mnist_and_evaluate_it(tmp_path):
+    out = tmp_path / "fashion"
+    r = run(TRAIN, "--dataset", "fashion-mnist", "--data-dir", FASHION, "--out", out, "--max-steps", "2",
+            "--eval-limit", "10", "--n-samples", "0", "--no-progress", *TINY)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["dataset"] == "fashion-mnist"
+    # evaluate.py takes the checkpoint's dataset by default
+    r = run(EVALUATE, "--checkpoint", out / "checkpoint.npz", "--data-dir", FASHION, "--limit", "10", "--json")
+    assert r.returncode == 0, r.stderr
+    ours = json.loads(r.stdout)
+    assert ours["dataset"] == "fashion-mnist"
+    assert np.isclose(ours["nats_per_pixel"], metrics["epochs"][-1]["test_nats_per_pixel"])
+    # resuming on another dataset is refused, naming it
+    r = run(TRAIN, "--dataset", "mnist", "--data-dir", MNIST, "--out", out, "--resume", "--max-steps", "3",
+            "--no-progress", *TINY)
+    assert r.returncode == 2 and "dataset" in r.stderr, r.stderr
+    # MNIST's files given as Fashion-MNIST are refused by checksum, offline
+    r = run(TRAIN, "--dataset", "fashion-mnist", "--data-dir", MNIST, "--no-download", "--out", tmp_path / "x",
+            "--max-steps", "1", *TINY)
+    assert r.returncode == 1 and "MNIST" in r.stderr and "Traceback" not in r.stderr, r.stderr
