@@ -101,7 +101,7 @@ def test_gradient_check_catches_a_wrong_dilation(monkeypatch):
     check_directional(f, params["conv2.w"], grads_of(params)["conv2.w"], rng)
     real = conv.conv2d_backward
     monkeypatch.setattr(pixelcnn, "masked_conv2d_backward",            # "dilated" runs pixelcnn.py
-                        lambda dy, cache, need_dx=True: real(dy, cache[:4] + (1,), need_dx=need_dx))
+                        lambda dy, cache, need_dx=True, **kw: real(dy, cache[:4] + (1,), need_dx=need_dx, **kw))
     with pytest.raises(AssertionError, match="directional gradient check failed"):
         check_directional(f, params["conv2.w"], grads_of(params)["conv2.w"], rng)
 
