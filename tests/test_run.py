@@ -62,7 +62,7 @@ def test_the_budget_is_what_the_flags_say(flags, budget, max_steps):
     assert budget_text(run) == budget
     assert run["max_steps"] == max_steps
     assert set(run) == {"batch_size", "seed", "binarize", "lr", "schedule", "minutes", "epochs", "max_steps",
-                        "test_protocol"}
+                        "test_protocol", "dataset"}
 
 
 def test_a_cosine_over_steps_reaches_zero_at_the_last_step():
@@ -130,7 +130,8 @@ def test_resume_goes_on_exactly_where_the_run_stopped(tmp_path):
 def test_a_checkpoint_from_before_max_steps_existed_resumes_without_a_budget_change(tmp_path, capsys):
     assert start_run(tmp_path, "--epochs", "1", "--max-steps", "2") == 0
     ck = load_checkpoint(tmp_path / "checkpoint.npz")
-    del ck.meta["run"]["max_steps"], ck.meta["run"]["test_protocol"]           # as the running runs wrote it
+    for key in ("max_steps", "test_protocol", "dataset"):                       # as the running runs wrote it
+        del ck.meta["run"][key]
     save_checkpoint(tmp_path / "checkpoint.npz", ck.params, ck.config, ck.opt_state, ck.meta)
     capsys.readouterr()
     assert start_run(tmp_path, "--epochs", "1", resume=True) == 0
