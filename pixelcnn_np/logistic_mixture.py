@@ -45,9 +45,11 @@ responsibility for the pixel, the loss  l = -log p(v)  has
 using d log sigmoid(t)/dt = sigmoid(-t), da/dmu = db/dmu = -1/s, and da/dlog s = -a,
 db/dlog s = -b, dd/dlog s = -d. At v = 0 only the a term is there, at v = 255 only
 the b term (`bin_mass_grads`). As in PixelCNN++, log s is clamped below at
-LOG_SCALE_MIN = -7 (s >= 9e-4, a bin still holds at most about half the density's
-mass width): the loss uses the clamped value, so its gradient is zero where the clamp
-is active, exactly the derivative of the function computed.
+LOG_SCALE_MIN = -7, i.e. s >= e^-7 = 9.1e-4. The half bin h = 1/255 is then 4.3 s, so a
+component centred on a value can still put sigmoid(4.3) - sigmoid(-4.3) = 97% of its mass
+in that one bin: the clamp costs nothing a pixel needs. The loss uses the clamped value,
+so its gradient is zero where the clamp is active, exactly the derivative of the
+function computed.
 
 ## Sampling
 

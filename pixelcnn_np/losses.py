@@ -19,6 +19,7 @@ magnitude is safe (z = +-1e4 gives the exact answer, not inf or NaN).
 
 import numpy as np
 
+from . import logistic_mixture
 from .activations import sigmoid, softmax
 from .validation import check_float_array
 
@@ -75,8 +76,7 @@ def per_pixel_nll(logits, targets, pixels, n_mix=None):
     `pixels` is "binary" (logits (N, 1, H, W)), "8bit" (logits (N, 256, H, W)) or
     "logistic" (logits (N, 3 n_mix, H, W), logistic_mixture.per_pixel_nll)."""
     if pixels == "logistic":
-        from .logistic_mixture import per_pixel_nll as mixture_per_pixel_nll
-        return mixture_per_pixel_nll(logits, targets, n_mix)
+        return logistic_mixture.per_pixel_nll(logits, targets, n_mix)
     if pixels == "binary":
         z = logits[:, 0]
         x = np.asarray(targets, dtype=logits.dtype).reshape(z.shape)

@@ -203,26 +203,18 @@ def fake_mnist():
 
 
 @pytest.fixture
-def fake_server(monkeypatch):
+def fake_server(monkeypatch, fake_network):
     """Patch MNIST_FILES' checksums to a fake dataset and serve it from one 'mirror'.
 
     Returns (arrays, served, calls): served maps url -> gzipped bytes (tests may edit
     it); calls records every URL fetched. Unknown URLs fail like a dead mirror.
     """
     arrays = fake_mnist()
-    served, calls = {}, []
+    served, calls = fake_network
     for key, (filename, _) in data.MNIST_FILES.items():
         raw = make_idx(arrays[key])
         monkeypatch.setitem(data.MNIST_FILES, key, (filename, sha256(raw)))
         served["https://good.example/" + filename] = gzip.compress(raw)
-
-    def fake_fetch(url, timeout):
-        calls.append(url)
-        if url not in served:
-            raise OSError(f"connection refused: {url}")
-        return served[url]
-
-    monkeypatch.setattr(data, "_fetch", fake_fetch)
     monkeypatch.setattr(data, "MIRRORS", ["https://dead.example/", "https://good.example/"])
     return arrays, served, calls
 

@@ -102,18 +102,9 @@ def fakes(monkeypatch):
 
 
 @pytest.fixture
-def server(monkeypatch):
-    """A fake network: served maps url -> bytes; calls records every URL fetched."""
-    served, calls = {}, []
-
-    def fake_fetch(url, timeout):
-        calls.append(url)
-        if url not in served:
-            raise OSError(f"connection refused: {url}")
-        return served[url]
-
-    monkeypatch.setattr(data, "_fetch", fake_fetch)
-    return served, calls
+def server(fake_network):
+    """The fake network of conftest.py: (served url -> bytes, calls)."""
+    return fake_network
 
 
 def assert_loaded(loaded, arrays, splits=("train", "test")):
