@@ -53,6 +53,7 @@ from .pixelcnn import out_channels
 from .validation import check_input
 
 DISPLAY_NAME = "PixelCNN with self-attention"
+COLOUR = False     # not yet: colour.py
 CONDITIONAL = True          # accepts config["n_classes"] > 0 and labels (conditioning.py)
 LAYERS_KEY = "n_layers"     # the config key that counts the layers (train_mnist.py --layers)
 TORCH_TWIN = "AttentionPixelCNN"    # its class in torch_models.py

@@ -47,6 +47,7 @@ from .pixelcnn import out_channels
 from .validation import check_input
 
 DISPLAY_NAME = "Gated PixelCNN"
+COLOUR = False     # not yet: colour.py
 CONDITIONAL = True          # accepts config["n_classes"] > 0 and labels (conditioning.py)
 LAYERS_KEY = None           # one layer per entry of "dilations" (train_mnist.py: no --layers)
 TORCH_TWIN = "GatedPixelCNN"    # its class in torch_models.py

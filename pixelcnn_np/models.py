@@ -10,11 +10,12 @@ provides these names, and nothing outside it knows more about the model than the
     param_shapes(config)                    -> {name: shape}, in the order forward uses them
     init_params(config, rng, dtype=float32) -> params, {name: array} (init.py)
     forward(params, x, config, labels=None) -> (logits, cache)
-        x (N, 1, H, W) float (model_input), logits (N, out_channels, H, W); labels (N,)
-        ints for a class-conditional config only
-    backward(dlogits, cache, need_dx=False) -> grads, the keys of params (+ "x" (N, 1, H, W)
+        x (N, c, H, W) float (model_input), logits (N, out_channels, H, W); labels (N,)
+        ints for a class-conditional config only; c = 1 (grey) or 3 (colour, below)
+    backward(dlogits, cache, need_dx=False) -> grads, the keys of params (+ "x" (N, c, H, W)
         with need_dx); it leaves the cache as it was, so a cache may be used twice
-    out_channels(config)                    -> 1 (binary pixels) or 256 (8-bit)
+    out_channels(config)                    -> c P: P = 1 (binary pixels), 256 (8-bit) or
+                                               3 n_mix (logistic mixture) per colour
 
   the cached sampler (sampling.sample_cached), computing each layer only at the pixel drawn
     sampler_init(params, config, n, dtype, labels=None) -> state
@@ -47,6 +48,11 @@ A config is a plain JSON-serialisable dict (it is stored inside every checkpoint
 Models whose module sets CONDITIONAL = True also accept "n_classes" (class-conditional,
 see conditioning.py); the key is present only when it is > 0, so unconditional configs
 read exactly as they did before conditioning existed.
+
+Colour: "channels": 3 (the key is present only then, like "n_classes") makes any model
+a colour model over (N, 3, H, W) images, with R -> G -> B sub-pixel masks in every layer
+(colour.py, masks.subpixel_mask). Its head predicts P numbers per colour, R's first.
+Likelihoods are then per sub-pixel ("dim"): nats/dim, and nats/image over 3 H W dims.
 """
 
 import types
@@ -54,8 +60,9 @@ import types
 import numpy as np
 
 from . import attention_pixelcnn, gated, pixelcnn, residual
+from .colour import IMAGE_CHANNELS, image_channels
 from .logistic_mixture import mixture_nll
-from .losses import bce_with_logits, softmax_cross_entropy
+from . import losses
 
 # Every name a model module provides (see above).
 CONTRACT = (
@@ -108,6 +115,8 @@ def describe(config):
     if config.get("n_classes"):
         name = "class-conditional " + name
     text = f"{name}, {config['hidden']} channels" if "hidden" in config else name
+    if config.get("channels", 1) == 3:
+        text = "colour " + text
     if config.get("pixels") == "logistic":
         return text + f", 8-bit, {config.get('n_mix', DEFAULT_N_MIX)}-logistic mixture"
     return text + (", 8-bit" if config.get("pixels") == "8bit" else "")
@@ -124,6 +133,11 @@ def make_config(model="pixelcnn", **overrides):
             conditional = sorted(name for name, m in MODELS.items() if getattr(m, "CONDITIONAL", False))
             raise ValueError(f"model {model!r} has no class-conditional version; choose one of {conditional}")
         config["n_classes"] = k
+    channels = overrides.pop("channels", None)
+    if channels not in (None, 1):                      # the key exists only for colour
+        if not getattr(MODELS[model], "COLOUR", True):
+            raise ValueError(f"model {model!r} has no colour version yet")
+        config["channels"] = channels
     n_mix = overrides.pop("n_mix", None)
     if overrides.get("pixels") == "logistic":         # the key exists only for this pixel type
         config["n_mix"] = DEFAULT_N_MIX if n_mix is None else n_mix
@@ -146,6 +160,12 @@ def validate_config(config):
             v = config[key]
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if key in ("n_layers", "n_classes") else 1):
                 raise ValueError(f"config[{key!r}] must be a positive integer, got {v!r}")
+    if "channels" in config:
+        c = config["channels"]
+        if c not in IMAGE_CHANNELS or c == 1 or isinstance(c, bool):
+            raise ValueError(f"config['channels'] must be 3 (colour; grey models have no 'channels' key), got {c!r}")
+        if config.get("hidden", 3) < 3:
+            raise ValueError(f"a colour model needs hidden >= 3 (one channel per colour at least), got {config['hidden']}")
     if "dilations" in config:
         d = config["dilations"]
         if (not isinstance(d, (list, tuple)) or not d
@@ -157,18 +177,48 @@ def validate_config(config):
             raise ValueError(f"config[{key!r}] must be odd, got {config[key]}")
 
 
+def image_shape(config):
+    """The pixels one image holds, as the data gives them: (H, W) grey, (3, H, W) colour."""
+    H, W = config["height"], config["width"]
+    return (H, W) if image_channels(config) == 1 else (image_channels(config), H, W)
+
+
+def dims_per_image(config):
+    """Numbers predicted per image: H W (grey) or 3 H W sub-pixels (colour)."""
+    return image_channels(config) * config["height"] * config["width"]
+
+
 def model_input(images, config, dtype=np.float32):
-    """Pixels -> the network's input (N, 1, H, W): 0/1 for binary, value/255 for 8-bit
-    (softmax or logistic mixture alike)."""
-    x = np.asarray(images)[:, None].astype(dtype)
+    """Pixels -> the network's input (N, c, H, W): 0/1 for binary, value/255 for 8-bit
+    (softmax or logistic mixture alike). images (N, H, W) grey or (N, 3, H, W) colour."""
+    x = np.asarray(images).astype(dtype)
+    x = x[:, None] if x.ndim == 3 else x
     return x if config["pixels"] == "binary" else x / np.dtype(dtype).type(255)
 
 
+def _per_colour(logits, images, config):
+    """logits (N, c P, H, W) -> (N c, P, H, W) and images -> (N c, H, W): each colour of
+    each image becomes one grey "image", so the grey losses apply unchanged."""
+    N, _, H, W = logits.shape
+    c = image_channels(config)
+    return logits.reshape(N * c, -1, H, W), np.asarray(images).reshape(N * c, H, W)
+
+
 def loss_and_grad(logits, images, config):
-    """Mean NLL in nats/pixel and d loss / d logits, for the config's pixel type.
-    images (N, H, W): 0/1 (binary) or 0..255 (8-bit, softmax or logistic mixture) integers."""
+    """Mean NLL in nats per predicted number (pixel, or sub-pixel in colour) and
+    d loss / d logits, for the config's pixel type. images (N, H, W) grey or (N, 3, H, W)
+    colour: 0/1 (binary) or 0..255 (8-bit, softmax or logistic mixture) integers."""
+    z, t = _per_colour(logits, images, config)
     if config["pixels"] == "binary":
-        return bce_with_logits(logits, np.asarray(images)[:, None])
-    if config["pixels"] == "logistic":
-        return mixture_nll(logits, images, config["n_mix"])
-    return softmax_cross_entropy(logits, images)
+        loss, dz = losses.bce_with_logits(z, t[:, None])
+    elif config["pixels"] == "logistic":
+        loss, dz = mixture_nll(z, t, config["n_mix"])
+    else:
+        loss, dz = losses.softmax_cross_entropy(z, t)
+    return loss, dz.reshape(logits.shape)
+
+
+def per_pixel_nll(logits, images, config):
+    """NLL of every predicted number, nats, not averaged: (N, H, W) grey, (N, 3, H, W) colour."""
+    z, t = _per_colour(logits, images, config)
+    return losses.per_pixel_nll(z, t, config["pixels"], config.get("n_mix")).reshape(np.shape(images))

@@ -6,7 +6,12 @@ backward written out.
     -> conv_l (l = 1..L): K x K mask-B conv, h -> h, dilation d_l  -> ReLU    still only x_<p
     -> out: 1 x 1 conv, h -> 1 logit (binary) or 256 logits (8-bit) per pixel
 
-Parameters, one flat dict: "conv0.w" (h, 1, F, F), "conv0.b" (h,), "conv{l}.w" (h, h, K, K),
+Colour (config "channels": 3, colour.py): x is (N, 3, H, W), conv0 reads 3 channels,
+every layer's channels are split into R, G and B thirds, and each layer's mask at its
+centre tap lets group g read the groups before g (conv0, mask A) or up to g (the mask-B
+layers and the 1x1 head): `masks`. The head's 3 P outputs predict R, G, B in turn.
+
+Parameters, one flat dict: "conv0.w" (h, c, F, F) (c = 1 grey, 3 colour), "conv0.b" (h,), "conv{l}.w" (h, h, K, K),
 "conv{l}.b" (h,), "out.w" (c_out, h, 1, 1), "out.b" (c_out,). A class-conditional config
 (n_classes = k > 0) adds "conv{l}.cond" (h, k) to every masked layer: the label's learned
 bias before its ReLU (conditioning.py).
@@ -66,7 +71,7 @@ import numpy as np
 
 from .activations import relu_backward, relu_forward
 from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
-from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
+from .colour import image_channels, layer_mask, masks_per_config, subpixel_conv2d_backward, subpixel_conv2d_forward
 from .init import init_params as _init_params
 from .masks import causal_mask
 from .validation import check_input
@@ -104,12 +109,15 @@ DILATED = {
 
 
 def out_channels(config):
-    """Logits per pixel: 1 (Bernoulli, binary pixels), 256 (categorical, 8-bit) or
-    3 K (a K-component discretized logistic mixture, 8-bit: logistic_mixture.py).
-    Every model's output layer uses this."""
+    """Logits per pixel: c P, P per colour (c = 1 grey, 3 colour; R's P first): P = 1
+    (Bernoulli, binary pixels), 256 (categorical, 8-bit) or 3 K (a K-component
+    discretized logistic mixture, 8-bit: logistic_mixture.py). Every model's output
+    layer uses this."""
     if config["pixels"] == "logistic":
-        return 3 * config["n_mix"]
-    return 1 if config["pixels"] == "binary" else 256
+        per_colour = 3 * config["n_mix"]
+    else:
+        per_colour = 1 if config["pixels"] == "binary" else 256
+    return image_channels(config) * per_colour
 
 
 def layers(config):
@@ -123,12 +131,28 @@ def layers(config):
     return [(config.get("first_kernel_size", K), "A", 1)] + [(K, "B", d) for d in dilations]
 
 
+@masks_per_config
+def masks(config):
+    """{weight name: its (O, C, K, K) 0/1 mask}: the causal mask of each layer (A for
+    conv0, B after), its centre tap split by colour groups (colour.layer_mask; for a
+    grey model simply causal_mask(K, type) for every (o, c)), and mask B's centre for the
+    1x1 head, which in colour keeps R's logits from reading G and B features of p."""
+    shapes = param_shapes(config)
+    out = {}
+    for l, (K, mask_type, _) in enumerate(layers(config)):
+        O, C = shapes[f"conv{l}.w"][:2]
+        out[f"conv{l}.w"] = layer_mask(config, causal_mask(K, mask_type), mask_type, O, C)
+    O, C = shapes["out.w"][:2]
+    out["out.w"] = layer_mask(config, np.ones((1, 1)), "B", O, C)
+    return out
+
+
 def param_shapes(config):
     """{name: shape} of every parameter, in the order the forward pass uses them."""
     h = config["hidden"]
     shapes = {}
     for l, (K, _, _) in enumerate(layers(config)):
-        shapes[f"conv{l}.w"] = (h, 1 if l == 0 else h, K, K)
+        shapes[f"conv{l}.w"] = (h, image_channels(config) if l == 0 else h, K, K)
         shapes[f"conv{l}.b"] = (h,)
         if n_classes(config):
             shapes[f"conv{l}.cond"] = (h, n_classes(config))    # class-conditional: bias per label
@@ -141,50 +165,50 @@ def init_params(config, rng, dtype=np.float32):
     """Normal weights with variance gain / (kept fan-in), masked taps zero (init.py):
     gain 2 (He) for the masked layers, whose outputs go through a ReLU, 1 (LeCun) for
     the 1x1 head. Biases and label biases zero."""
+    m = masks(config)
     def rule(name, shape):                                          # -> (gain, mask)
-        if name == "out.w":
-            return 1.0, None
-        return 2.0, causal_mask(shape[-1], "A" if name == "conv0.w" else "B")
+        return (1.0 if name == "out.w" else 2.0), m[name]
     return _init_params(param_shapes(config), rng, dtype, rule)
 
 
 def forward(params, x, config, labels=None):
-    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`.
+    """x (N, c, H, W) float -> logits (N, c_out, H, W), cache for `backward`.
     labels (N,) ints: the class of each image, for a class-conditional config only
     (it adds the learned bias conv{l}.cond[:, y] before every ReLU; see conditioning.py).
 
     The cache: one (conv, label bias, ReLU) triple per masked layer, and the head's."""
     check_input(x, config)
     labels = check_labels(labels, len(x), config)
+    m = masks(config)
     layer_caches = []
     h = x
-    for l, (_, mask_type, d) in enumerate(layers(config)):       # conv0 is mask A, the rest B
-        h, c_conv = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], mask_type, d, check_finite=False)  # (N, h, H, W)
+    for l, (_, _, d) in enumerate(layers(config)):                # conv0 is mask A, the rest B
+        h, c_conv = subpixel_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], m[f"conv{l}.w"], d)  # (N, h, H, W)
         c_cond = None
         if labels is not None:
             bias, c_cond = label_bias_forward(labels, params[f"conv{l}.cond"])         # (N, h, 1, 1)
             h += bias
         h, c_relu = relu_forward(h)
         layer_caches.append((c_conv, c_cond, c_relu))
-    logits, c_out = conv2d_forward(h, params["out.w"], params["out.b"], check_finite=False)              # (N, c_out, H, W)
+    logits, c_out = subpixel_conv2d_forward(h, params["out.w"], params["out.b"], m["out.w"])              # (N, c_out, H, W)
     return logits, (layer_caches, c_out)
 
 
 def backward(dlogits, cache, need_dx=False):
     """dlogits (N, c_out, H, W) -> grads, a dict with the keys of params (and, with
-    need_dx, also "x": the gradient with respect to the input image, (N, 1, H, W)).
+    need_dx, also "x": the gradient with respect to the input image, (N, c, H, W)).
     The chain rule, layer by layer, in reverse order of `forward` (each conv's cache
     remembers its own mask and dilation)."""
     layer_caches, c_out = cache
     grads = {}
-    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out, check_finite=False)              # (N, h, H, W)
+    dh, grads["out.w"], grads["out.b"] = subpixel_conv2d_backward(dlogits, c_out)              # (N, h, H, W)
     for l in range(len(layer_caches) - 1, -1, -1):
         c_conv, c_cond, c_relu = layer_caches[l]
         dh = relu_backward(dh, c_relu)
         if c_cond is not None:
             grads[f"conv{l}.cond"] = label_bias_backward(dh, c_cond)
-        dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = masked_conv2d_backward(       # (N, h or 1, H, W)
-            dh, c_conv, need_dx=(l > 0 or need_dx), check_finite=False)
+        dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = subpixel_conv2d_backward(     # (N, h or c, H, W)
+            dh, c_conv, need_dx=(l > 0 or need_dx))
     if need_dx:
         grads["x"] = dh
     return grads
@@ -219,12 +243,15 @@ def sampler_init(params, config, n, dtype, labels=None):
     layer's label bias (n, h)."""
     from .conv import row_conv_plan
 
+    m = masks(config)
     shape = (n, config["height"], config["width"], config["hidden"])
-    plans = [row_conv_plan(params[f"conv{l}.w"], params[f"conv{l}.b"], causal_mask(K, mask_type), d)
-             for l, (K, mask_type, d) in enumerate(layers(config))]
+    plans = [row_conv_plan(params[f"conv{l}.w"] * m[f"conv{l}.w"], params[f"conv{l}.b"],
+                           m[f"conv{l}.w"].any(axis=(0, 1)), d)                       # w * mask, its taps
+             for l, (_, _, d) in enumerate(layers(config))]
     cond = [params[f"conv{l}.cond"][:, labels].T if labels is not None else 0 for l in range(len(plans))]
+    out_w = (params["out.w"] * m["out.w"])[:, :, 0, 0]                                   # (c_out, h)
     return {"maps": [np.zeros(shape, dtype=dtype) for _ in plans], "plans": plans, "cond": cond,
-            "out_w": np.ascontiguousarray(params["out.w"][:, :, 0, 0].T)}                # (h, c_out)
+            "out_w": np.ascontiguousarray(out_w.T)}                                      # (h, c_out)
 
 
 def sampler_logits(params, state, x, i, j, config):
@@ -233,12 +260,12 @@ def sampler_logits(params, state, x, i, j, config):
 
     Layer l at (i, j) reads layer l-1 at positions <= (i, j) only (mask A: < (i, j) of
     x), so computing the layers in order at this one pixel is all that is needed.
-    x (n, 1, H, W) has a single channel, so it *is* channels-last (n, H, W, 1) in memory.
+    In colour the sampler calls this once per colour of (i, j), after drawing the colours
+    before it: every call recomputes the layers at (i, j) from x as it now is.
     """
     from .conv import conv2d_row_nhwc
 
-    n, _, H, W = x.shape
-    h_in = x.reshape(n, H, W, 1)
+    h_in = np.moveaxis(x, 1, 3)                                   # channels-last view (n, H, W, c)
     for plan, h_map, cond in zip(state["plans"], state["maps"], state["cond"]):
         a = conv2d_row_nhwc(h_in, plan, i, j, j + 1)[:, 0] + cond                  # (n, h)
         h_map[:, i, j, :] = np.maximum(a, 0)                                         # ReLU

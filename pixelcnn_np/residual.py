@@ -47,6 +47,7 @@ from .pixelcnn import out_channels
 from .validation import check_input
 
 DISPLAY_NAME = "residual PixelCNN"
+COLOUR = False     # not yet: colour.py
 CONDITIONAL = True          # accepts config["n_classes"] > 0 and labels (conditioning.py)
 LAYERS_KEY = "n_blocks"     # the config key that counts the layers (train_mnist.py --layers)
 TORCH_TWIN = "ResidualPixelCNN"     # its class in torch_models.py

@@ -26,6 +26,11 @@ Randomness: at each pixel, one uniform u ~ U[0, 1) per image, drawn as
 `rng.random(n)`, in raster order. A binary pixel is 1 when u < sigmoid(z / T); an
 8-bit pixel is the smallest k with u < CDF(k) of softmax(z / T) (inverse-CDF
 sampling). Temperature T < 1 sharpens the distribution, T > 1 flattens it.
+
+Colour (colour.py): each pixel is three draws, R, then G, then B, one uniform per image
+each; before each the network is run again (naive: the whole network; cached: every
+layer at (i, j)), so G's logits see the R just drawn and B's see R and G. The images are
+(n, 3, H, W), and a completion's `start` counts whole pixels.
 """
 
 import numpy as np
@@ -33,7 +38,8 @@ import numpy as np
 from . import logistic_mixture
 from .activations import sigmoid, softmax
 from .conditioning import check_labels
-from .models import get_model, model_input
+from .colour import image_channels
+from .models import get_model, image_shape, model_input
 
 
 def draw_pixel(logits_p, u, pixels, temperature, n_mix=None):
@@ -57,14 +63,20 @@ def _prepare(params, config, n, temperature, images, start, dtype):
     H, W = config["height"], config["width"]
     if not 0 <= start <= H * W:
         raise ValueError(f"start must lie in [0, {H * W}], got {start}")
+    shape = (n,) + image_shape(config)                    # (n, H, W) or (n, 3, H, W)
     if images is None:
-        out = np.zeros((n, H, W), dtype=np.uint8)
+        out = np.zeros(shape, dtype=np.uint8)
     else:
         out = np.array(images, dtype=np.uint8)
-        if out.shape != (n, H, W):
-            raise ValueError(f"images must have shape {(n, H, W)}, got {out.shape}")
-        out.reshape(n, -1)[:, start:] = 0                 # nothing after `start` may leak in
+        if out.shape != shape:
+            raise ValueError(f"images must have shape {shape}, got {out.shape}")
+        out.reshape(n, -1, H * W)[:, :, start:] = 0       # nothing after `start` may leak in
     return {k: np.asarray(v, dtype=dtype) for k, v in params.items()}, out
+
+
+def _pixel_view(out):
+    """(n, H, W) grey or (n, 3, H, W) colour uint8 -> a (n, c, H, W) view of it."""
+    return out[:, None] if out.ndim == 3 else out
 
 
 def sample(params, config, n, rng, method="cached", **kwargs):
@@ -78,23 +90,28 @@ def sample(params, config, n, rng, method="cached", **kwargs):
 
 def sample_cached(params, config, n, rng, temperature=1.0, progress=None, images=None, start=0,
                   dtype=np.float64, labels=None):
-    """Sample n images (n, H, W) uint8, computing each layer only where needed.
-    Same arguments, same random draws and same result as `sample_naive`."""
+    """Sample n images (n, H, W) uint8 ((n, 3, H, W) colour), computing each layer only
+    where needed. Same arguments, same random draws and same result as `sample_naive`."""
     model = get_model(config)
     H, W = config["height"], config["width"]
+    c = image_channels(config)
     params, out = _prepare(params, config, n, temperature, images, start, dtype)
     labels = check_labels(labels, n, config)
-    x = model_input(out, config, dtype)                           # (n, 1, H, W), updated in place
+    pix = _pixel_view(out)                                        # (n, c, H, W) view of out
+    x = model_input(pix, config, dtype)                           # (n, c, H, W), updated in place
     state = model.sampler_init(params, config, n, dtype, labels=labels)
     for p in range(H * W):
         i, j = divmod(p, W)
-        logits = model.sampler_logits(params, state, x, i, j, config)   # (n, c_out)
-        if p >= start:
-            u = rng.random(n)
-            out[:, i, j] = draw_pixel(logits, u, config["pixels"], temperature, config.get("n_mix"))
-            x[:, 0, i, j] = model_input(out[:, i:i + 1, j:j + 1], config, dtype)[:, 0, 0, 0]
-            if progress is not None:
-                progress(p + 1 - start, H * W - start)
+        for k in range(c if p >= start else 1):                  # R, G, B in turn (grey: once)
+            logits = model.sampler_logits(params, state, x, i, j, config)   # (n, c_out)
+            if p >= start:
+                per = logits.shape[1] // c
+                u = rng.random(n)
+                pix[:, k, i, j] = draw_pixel(logits[:, k * per:(k + 1) * per], u, config["pixels"],
+                                             temperature, config.get("n_mix"))
+                x[:, k, i, j] = model_input(pix[:, k:k + 1, i:i + 1, j], config, dtype)[:, 0, 0, 0]
+        if p >= start and progress is not None:
+            progress(p + 1 - start, H * W - start)
         if j == W - 1:
             model.sampler_row_done(params, state, x, i, config)
     return out
@@ -102,7 +119,7 @@ def sample_cached(params, config, n, rng, temperature=1.0, progress=None, images
 
 def sample_naive(params, config, n, rng, temperature=1.0, progress=None, images=None, start=0,
                  dtype=np.float64, labels=None):
-    """Sample n images (n, H, W) uint8 by the naive raster loop.
+    """Sample n images (n, H, W) uint8 ((n, 3, H, W) colour) by the naive raster loop.
 
     images/start: optional (n, H, W) images whose first `start` raster positions are
     kept (completion); the rest is sampled. `progress(done, total)` is called per pixel.
@@ -110,14 +127,19 @@ def sample_naive(params, config, n, rng, temperature=1.0, progress=None, images=
     """
     model = get_model(config)
     H, W = config["height"], config["width"]
+    c = image_channels(config)
     params, out = _prepare(params, config, n, temperature, images, start, dtype)
     labels = check_labels(labels, n, config)
+    pix = _pixel_view(out)                                        # (n, c, H, W) view of out
     for p in range(start, H * W):
         i, j = divmod(p, W)
-        x = model_input(out, config, dtype)                       # (n, 1, H, W)
-        logits, _ = model.forward(params, x, config, labels=labels)   # (n, c_out, H, W)
-        u = rng.random(n)
-        out[:, i, j] = draw_pixel(logits[:, :, i, j], u, config["pixels"], temperature, config.get("n_mix"))
+        for k in range(c):                                        # R, G, B in turn (grey: once)
+            x = model_input(pix, config, dtype)                   # (n, c, H, W)
+            logits, _ = model.forward(params, x, config, labels=labels)   # (n, c_out, H, W)
+            per = logits.shape[1] // c
+            u = rng.random(n)
+            pix[:, k, i, j] = draw_pixel(logits[:, k * per:(k + 1) * per, i, j], u, config["pixels"],
+                                         temperature, config.get("n_mix"))
         if progress is not None:
             progress(p + 1 - start, H * W - start)
     return out

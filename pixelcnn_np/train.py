@@ -18,8 +18,7 @@ import numpy as np
 from .adam import adam_step
 from .conditioning import check_labels, n_classes
 from .data import binarize, binarize_test_set
-from .losses import per_pixel_nll
-from .models import get_model, loss_and_grad, model_input
+from .models import get_model, loss_and_grad, model_input, per_pixel_nll
 
 
 class NonFiniteError(FloatingPointError):
@@ -95,9 +94,10 @@ def training_steps(params, opt_state, train_images, config, *, epochs, batch_siz
 
 def nll_per_pixel(params, config, images, batch_size=100, progress=None, labels=None,
                   protocol="threshold", draw=0):
-    """-log p(x_p | x_<p) of every pixel of every image, in nats: (N, H, W) float64.
+    """-log p(x_p | x_<p) of every pixel of every image, in nats: (N, H, W) float64
+    ((N, 3, H, W) for a colour model: one number per sub-pixel).
 
-    images (N, H, W) uint8 0..255. Binary models see them binarized by the test
+    images (N, H, W) (colour: (N, 3, H, W)) uint8 0..255. Binary models see them binarized by the test
     `protocol` (data.binarize_test_set): "threshold" (pixel >= 128) or "stochastic"
     (draw number `draw` of the fixed-seed Bernoulli(pixel/255) test set); 8-bit models
     see the raw pixels and ignore the protocol. labels (N,): the digits, for a
@@ -115,7 +115,7 @@ def nll_per_pixel(params, config, images, batch_size=100, progress=None, labels=
         pixels = images[s:s + batch_size]
         y = None if labels is None else labels[s:s + batch_size]
         logits, _ = model.forward(params, model_input(pixels, config, dtype), config, labels=y)  # (B, c_out, H, W)
-        out[s:s + len(pixels)] = per_pixel_nll(logits, pixels, config["pixels"], config.get("n_mix"))
+        out[s:s + len(pixels)] = per_pixel_nll(logits, pixels, config)
         if progress is not None:
             progress(s + len(pixels), len(images))
     return out

@@ -41,9 +41,10 @@ def check_positive_int(name, value):
 
 
 def check_input(x, config):
-    """The network input must be a finite float array (N, 1, H, W) of the config's size."""
+    """The network input must be a finite float array (N, c, H, W) of the config's size
+    (c = 1 grey, 3 colour: config["channels"])."""
     check_float_array("x", x, ndim=4)
-    expected = (1, config["height"], config["width"])
+    expected = (config.get("channels", 1), config["height"], config["width"])
     if x.shape[1:] != expected:
         raise ValueError(f"x must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}) for this model, "
                          f"got {x.shape}")

@@ -91,7 +91,7 @@ def test_gradient_check_catches_a_wrong_dilation(monkeypatch):
     """Negative control at the model level: a backward whose convolutions forget the
     dilation (dilation 1 for every layer) must fail the check on the dilated layer's
     weights, while the correct one passes."""
-    import pixelcnn_np.conv as conv
+    import pixelcnn_np.colour as colour
 
     config = tiny_config()
     rng = np.random.default_rng(43)
@@ -99,9 +99,12 @@ def test_gradient_check_catches_a_wrong_dilation(monkeypatch):
     _, loss_of, grads_of = model_loss(config, rng.integers(0, 2, size=(2, config["height"], config["width"])))
     f = lambda q: loss_of({**params, "conv2.w": q})                          # noqa: E731
     check_directional(f, params["conv2.w"], grads_of(params)["conv2.w"], rng)
-    real = conv.conv2d_backward
-    monkeypatch.setattr(pixelcnn, "masked_conv2d_backward",            # "dilated" runs pixelcnn.py
-                        lambda dy, cache, need_dx=True, **kw: real(dy, cache[:4] + (1,), need_dx=need_dx, **kw))
+    real = colour.subpixel_conv2d_backward
+
+    def forgetful(dy, cache, need_dx=True):                            # the conv's cache, dilation 1
+        conv_cache, mask = cache
+        return real(dy, (conv_cache[:4] + (1,), mask), need_dx=need_dx)
+    monkeypatch.setattr(pixelcnn, "subpixel_conv2d_backward", forgetful)   # "dilated" runs pixelcnn.py
     with pytest.raises(AssertionError, match="directional gradient check failed"):
         check_directional(f, params["conv2.w"], grads_of(params)["conv2.w"], rng)
 
