@@ -32,9 +32,9 @@ Two implementations live here:
   (`_gather_taps_kernel`); the product is BLAS. Backward re-gathers the columns
   instead of keeping them from the forward pass (recomputing is cheap; holding every
   layer's buffer for a batch of 64 would cost ~300 MB per layer), and computes dx as
-  the flipped correlation above through the very same gather + GEMM. In large layers
-  the chunks are shared out among the cores, whole chunks per thread (`threads.py`,
-  `_THREADED_MIN_ROWS`); smaller ones leave the threads to BLAS.
+  the flipped correlation above through the very same gather + GEMM. On several cores
+  the chunks are shared out, whole chunks per thread, each with a one-thread BLAS
+  (`threads.py`), in every layer: one rule from 1 to 16 cores.
 
 The public pair `masked_conv2d_forward` / `masked_conv2d_backward` is the engine with
 the causal mask of `masks.py`.
@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit
 
 from .masks import causal_mask, kept_taps
-from .threads import run_in_threads
+from .threads import n_threads, run_in_threads
 from . import validation
 from .validation import check_float_array, check_positive_int, check_same_dtype
 
@@ -54,15 +54,15 @@ from .validation import check_float_array, check_positive_int, check_same_dtype
 # are still in cache when the GEMM reads them; measured 15% faster per step than 16 MB).
 _CHUNK_ELEMENTS = 1 << 18
 
-# Chunks go to separate threads (threads.py) only when a chunk's GEMM is large: C*T >= 1024
-# rows of columns (the seed net's 7x7 layers at 64 channels have 1600). Measured on 2 cores,
-# batch 64, whole training steps, the two ways interleaved in one process: the seed net
-# took 1.03 s threaded against 1.10-1.59 s with OpenBLAS's own threads. For smaller layers
-# it did not pay: the default dilated net (3x3 at 64 channels, 320 rows) came out 6% faster
-# in one run and 6% slower in the next, and the Gated PixelCNN (32 channels, 64-384 rows)
-# 5% slower in both: switching BLAS's thread count back and forth costs about what so
-# little work gains.
-_THREADED_MIN_ROWS = 1024
+# One threading rule for every layer and core count (threads.py): a layer's images are cut
+# into at least as many chunks as there are threads, and each thread gathers and multiplies
+# its own chunks with a one-thread BLAS. Measured (2 shared cores, default net, whole steps,
+# interleaved in one process, benchmarks/results/step_times.md 2026-12-02) against leaving
+# small layers to OpenBLAS's threads, the rule before: OpenBLAS's threads wait for each other
+# at every GEMM, and on a core that something else also uses that wait is where the time
+# goes. Kept at 1 (every layer is shared) because memory.py reads it for its estimate of
+# the column buffers.
+_THREADED_MIN_ROWS = 1
 
 # One reusable column buffer per dtype and thread (threads.py runs chunks on several
 # threads). A fresh 16 MB array per chunk would be page-faulted in by the gather on
@@ -185,37 +185,61 @@ def _tap_offsets(taps, dilation, KH, KW):
     return off_y, off_x
 
 
-def _chunk_size(rows, hw):
-    """How many images per chunk keep the (rows, nb, hw) column buffer near the budget."""
-    return max(1, _CHUNK_ELEMENTS // max(1, rows * hw))
+def _image_chunks(rows, hw, n_images):
+    """[(n0, n1), ...]: images 0..n_images-1 cut into consecutive chunks whose (rows, n1 - n0,
+    hw) column buffer stays within the budget (or holds one image, if one is already
+    larger), and whose count is a multiple of the thread count (threads.n_threads()), or
+    one chunk per image when there are fewer images than that. Sizes differ by at most one
+    image, so every thread gets an equal share (64 images of 24 rows on 2 threads: 6 chunks
+    of 10 or 11 images; cutting at the budget alone, 5 of 13, would give them 39 and 25)."""
+    t = n_threads()
+    budget = max(1, _CHUNK_ELEMENTS // max(1, rows * hw))        # images the budget allows
+    count = -(-n_images // budget)                               # fewest chunks within it
+    count = min(n_images, -(-count // t) * t)                    # rounded up to a multiple of t
+    bounds = [k * n_images // count for k in range(count + 1)] if count else [0]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _correlate(x, wk, taps, dilation, KH, KW):
-    """y (N, O, H*W) = w_kept (O, C*T) applied to the kept taps of x (N, C, H, W)."""
+def _correlate(x, wk, taps, dilation, KH, KW, b=None):
+    """y (N, O, H*W) = w_kept (O, C*T) applied to the kept taps of x (N, C, H, W), + b (O,) if given.
+
+    Per chunk of nb images: gather its columns (C*T, nb, H*W), one GEMM, add the bias while
+    the chunk's rows of y are still in cache. A one-image chunk (every 64-channel layer:
+    320 x 784 columns are already 1 MB) is multiplied straight into y[n] (`out=`), with no
+    temporary and no copy; a chunk of several images comes out as (O, nb, H*W) and is
+    copied into y transposed."""
     N, C, H, W = x.shape
     O, CT = wk.shape
     HW = H * W
     if len(taps) == 0:                                           # e.g. a 1x1 mask A: bias only
-        return np.zeros((N, O, HW), dtype=x.dtype)
+        y = np.zeros((N, O, HW), dtype=x.dtype)
+        return y if b is None else y + b[None, :, None]
     if KH == 1 and KW == 1:                                      # 1x1: no gather needed
-        return np.matmul(wk, x.reshape(N, C, HW))                 # (N, O, HW)
+        y = np.matmul(wk, x.reshape(N, C, HW))                    # (N, O, HW)
+        return y if b is None else y.__iadd__(b[None, :, None])
     off_y, off_x = _tap_offsets(taps, dilation, KH, KW)
-    nb = _chunk_size(CT, HW)
     y = np.empty((N, O, HW), dtype=x.dtype)
 
-    def chunks(starts):                                          # one thread's chunks: its own rows of y
-        for n0 in starts:
-            n1 = min(N, n0 + nb)
+    def chunks(group):                                           # one thread's chunks: its own rows of y
+        for n0, n1 in group:
             cols = _columns(CT, n1 - n0, HW, x.dtype)
             _gather_taps_kernel(x[n0:n1], off_y, off_x, cols)
-            out = wk @ cols.reshape(CT, -1)                        # (O, nb*HW)
-            y[n0:n1] = out.reshape(O, n1 - n0, HW).transpose(1, 0, 2)
-    run_in_threads(chunks, range(0, N, nb), threaded=CT >= _THREADED_MIN_ROWS)
+            if n1 - n0 == 1:
+                np.matmul(wk, cols[:, 0], out=y[n0])              # (O, HW), straight into y
+            else:
+                y[n0:n1] = (wk @ cols.reshape(CT, -1)).reshape(O, n1 - n0, HW).transpose(1, 0, 2)
+            if b is not None:
+                y[n0:n1] += b[:, None]                             # bias, while y[n0:n1] is in cache
+    run_in_threads(chunks, _image_chunks(CT, HW, N))
     return y
 
 
 def _weight_grad(x, dy, taps, dilation, KH, KW):
-    """dw_kept (O, C*T) = sum over images of dy (O, HW) @ cols^T (HW, C*T)."""
+    """dw_kept (O, C*T) = sum over images of dy (O, HW) @ cols^T (HW, C*T).
+
+    Computed transposed, dw_kept^T (C*T, O) = cols (C*T, nb*HW) @ dy^T (nb*HW, O): the
+    same numbers, but OpenBLAS runs this orientation faster (measured 104 against 85
+    GFLOP/s for 320 x 784 x 64 in float32, one thread, and 109 against 91 for 1600 rows)."""
     N, C, H, W = x.shape
     O = dy.shape[1]
     T = len(taps)
@@ -225,19 +249,19 @@ def _weight_grad(x, dy, taps, dilation, KH, KW):
     if KH == 1 and KW == 1:                                      # one GEMM per image, summed
         return np.matmul(dy.reshape(N, O, HW), x.reshape(N, C, HW).transpose(0, 2, 1)).sum(axis=0)
     off_y, off_x = _tap_offsets(taps, dilation, KH, KW)
-    nb = _chunk_size(C * T, HW)
 
-    def partial_sum(starts):                                     # one thread's share of the sum over images
-        dwk = np.zeros((O, C * T), dtype=x.dtype)
-        for n0 in starts:
-            n1 = min(N, n0 + nb)
+    def partial_sum(group):                                      # one thread's share of the sum over images
+        dwk_t = np.zeros((C * T, O), dtype=x.dtype)
+        product = np.empty((C * T, O), dtype=x.dtype)
+        for n0, n1 in group:
             cols = _columns(C * T, n1 - n0, HW, x.dtype)
             _gather_taps_kernel(x[n0:n1], off_y, off_x, cols)
-            dyc = dy[n0:n1].reshape(n1 - n0, O, HW).transpose(1, 0, 2).reshape(O, -1)  # (O, nb*HW)
-            dwk += dyc @ cols.reshape(C * T, -1).T
-        return dwk
-    partial_sums = run_in_threads(partial_sum, range(0, N, nb), threaded=C * T >= _THREADED_MIN_ROWS)
-    return sum(partial_sums, np.zeros((O, C * T), dtype=x.dtype))  # added in a fixed order
+            dyc = dy[n0:n1].transpose(1, 0, 2, 3).reshape(O, -1)  # (O, nb*HW): a view when nb = 1
+            np.matmul(cols.reshape(C * T, -1), dyc.T, out=product)  # (C*T, O)
+            dwk_t += product
+        return dwk_t
+    partial_sums = run_in_threads(partial_sum, _image_chunks(C * T, HW, N))
+    return sum(partial_sums, np.zeros((C * T, O), dtype=x.dtype)).T  # added in a fixed order
 
 
 def _check_conv_args(x, w, b, mask, dilation, check_finite):
@@ -289,8 +313,7 @@ def conv2d_forward(x, w, b, mask=None, dilation=1, *, check_finite=True):
     mask = np.ones((KH, KW)) if mask is None else np.asarray(mask)
     taps = kept_taps(mask)                                        # (T, 2)
     wk = np.ascontiguousarray(w[:, :, taps[:, 0], taps[:, 1]].reshape(O, -1))  # (O, C*T)
-    y = _correlate(x, wk, taps, dilation, KH, KW)                 # (N, O, H*W)
-    y += b[None, :, None]
+    y = _correlate(x, wk, taps, dilation, KH, KW, b)              # (N, O, H*W), bias added
     cache = (x, w, mask, taps, dilation)
     return y.reshape(N, O, H, W), cache
 

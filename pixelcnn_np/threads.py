@@ -1,15 +1,23 @@
-"""Both cores for the convolution engine: whole image chunks per thread.
+"""All the cores for the convolution engine: whole image chunks per thread.
 
 A masked convolution (conv.py) is a loop over chunks of images: gather the kept taps of
-a chunk (Numba), then one matrix product (BLAS). OpenBLAS parallelises each product by
-itself, but the gather between the products stays serial, and how well OpenBLAS's two
-threads did on these mid-sized products varied from run to run. For large layers we
-instead give each thread whole chunks: thread k gathers and multiplies its own share of
-the chunks with a *one-thread* BLAS, writing its own rows of the output (no locks, no
-shared cells). Measured on a 2-core AMD EPYC, 64 images, 64 channels, forward pass of a
-7x7 mask-B layer: 96-100 ms with one thread, 51-88 ms with two BLAS threads (it varied
-from run to run), 52-53 ms with two chunk threads. conv.py uses it only for layers that
-large (see _THREADED_MIN_ROWS there): for small ones it did not pay.
+a chunk (Numba), then one matrix product (BLAS). OpenBLAS could parallelise each product
+by itself, but the gather between the products would stay serial, and its threads meet
+at the end of every product, a few hundred microseconds of work each here: on a core
+that anything else also uses, they wait for each other. So we give each thread whole
+chunks instead: thread k gathers and multiplies its own share of the chunks with a
+*one-thread* BLAS, writing its own rows of the output (no locks, no shared cells), and
+the threads meet once per layer call.
+
+The rule, one for every layer and every core count: conv.py cuts a layer's images into a
+multiple of n_threads() chunks of near-equal size (`conv._image_chunks`), and
+`run_in_threads` gives each thread an equal run of them. Measured (benchmarks/results/
+step_times.md, 2026-12-02): against the rule before (only layers of >= 1024 gathered rows
+shared this way, smaller ones left to OpenBLAS's threads), and at one thread the rule
+changes nothing (the chunks run in the calling thread, as before). Earlier (2-core AMD
+EPYC, forward pass of a 7x7 mask-B layer, 64 images, 64 channels): 96-100 ms with one
+thread, 51-88 ms with two BLAS threads (it varied from run to run), 52-53 ms with two
+chunk threads.
 
 The gather kernel releases the GIL (`nogil=True`) and so does NumPy inside a BLAS call,
 so Python threads run them truly in parallel. With NUMBA_DISABLE_JIT=1 the gather is
@@ -24,7 +32,6 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 from threadpoolctl import ThreadpoolController
 
 THREADS_ENV = "PIXELCNN_NP_THREADS"
@@ -69,10 +76,12 @@ def _get_pool(n):
 
 
 def split(items, parts):
-    """items cut into at most `parts` consecutive, non-empty groups of near-equal size."""
-    if len(items) == 0:
-        return []
-    return [list(g) for g in np.array_split(np.asarray(items), min(parts, len(items))) if len(g)]
+    """items cut into at most `parts` consecutive, non-empty groups of near-equal size
+    (any items: conv.py passes (n0, n1) image chunks)."""
+    items = list(items)
+    k = min(parts, len(items))
+    bounds = [g * len(items) // k for g in range(k + 1)] if k else [0]
+    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def run_in_threads(work, items, threaded=True):

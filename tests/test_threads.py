@@ -71,7 +71,6 @@ def test_threaded_conv_equals_one_thread_and_the_reference(monkeypatch, seed, n,
     for t in ("1", "2", "3"):
         monkeypatch.setenv(threads.THREADS_ENV, t)
         monkeypatch.setattr("pixelcnn_np.conv._CHUNK_ELEMENTS", 64)   # many chunks: each thread gets several
-        monkeypatch.setattr("pixelcnn_np.conv._THREADED_MIN_ROWS", 1)   # thread these small layers too
         y, cache = conv2d_forward(x, w, b, mask, d)
         results[t] = (y, *conv2d_backward(dy, cache))
     dx_ref, dw_ref, db_ref = conv2d_backward_reference(dy, x, w, mask, d)
@@ -82,14 +81,37 @@ def test_threaded_conv_equals_one_thread_and_the_reference(monkeypatch, seed, n,
     np.testing.assert_allclose(results["2"][2], dw_ref, rtol=1e-12, atol=1e-12)
 
 
-def test_only_large_layers_are_threaded(monkeypatch):
-    """conv.py shares out a layer's chunks only when its GEMM is large (C*T >= 1024 rows)."""
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(0, 200), t=st.integers(1, 16), rows=st.integers(1, 4000), hw=st.sampled_from([1, 49, 784, 1024]))
+def test_image_chunks_fit_the_budget_and_share_equally(monkeypatch, n, t, rows, hw):
+    """The one threading rule (conv._image_chunks): consecutive chunks covering every image
+    once, each within the column budget (or one image), sizes within one image of each
+    other, and a multiple of t of them (or one per image when there are fewer than t)."""
     import pixelcnn_np.conv as conv
-    calls = []
-    real = conv.run_in_threads
-    monkeypatch.setattr(conv, "run_in_threads", lambda work, items, threaded=True: calls.append(threaded) or real(work, items, threaded))
-    for c in (8, 64):                                              # 7x7 mask B keeps 25 taps: 200 and 1600 rows
-        x = np.zeros((2, c, 6, 6), np.float32)
+    monkeypatch.setenv(threads.THREADS_ENV, str(t))
+    chunks = conv._image_chunks(rows, hw, n)
+    assert [i for n0, n1 in chunks for i in range(n0, n1)] == list(range(n))
+    sizes = [n1 - n0 for n0, n1 in chunks]
+    assert all(s >= 1 for s in sizes) and (not sizes or max(sizes) - min(sizes) <= 1)
+    assert all(s == 1 or s * rows * hw <= conv._CHUNK_ELEMENTS for s in sizes)
+    assert len(chunks) % t == 0 or len(chunks) == n
+    shares = [sum(n1 - n0 for n0, n1 in g) for g in threads.split(chunks, t)]
+    assert not shares or max(shares) - min(shares) <= max(sizes) if sizes else True
+
+
+def test_every_layer_is_shared_among_the_threads(monkeypatch):
+    """Small layers too (the rule before left layers of < 1024 gathered rows to OpenBLAS's
+    threads): with two threads a 7x7 mask-B layer at 8 and at 64 channels both run their
+    chunks on the pool's threads, not in the calling one (which would mean OpenBLAS's threads)."""
+    import pixelcnn_np.conv as conv
+    monkeypatch.setenv(threads.THREADS_ENV, "2")
+    names = []
+    real = conv._gather_taps_kernel
+    monkeypatch.setattr(conv, "_gather_taps_kernel",
+                        lambda *a: names.append(threading.current_thread().name) or real(*a))
+    for c in (8, 64):                                              # 200 and 1600 gathered rows
+        names.clear()
+        x = np.zeros((4, c, 6, 6), np.float32)
         w = np.zeros((4, c, 7, 7), np.float32)
         conv.conv2d_forward(x, w, np.zeros(4, np.float32), causal_mask(7, "B"))
-    assert calls == [False, True]
+        assert len(names) == 2 and all(n.startswith("pixelcnn_np") for n in names)   # 2 chunks, on the pool
