@@ -2,7 +2,7 @@
 spirit of PixelSNAIL, Chen et al., 2018), forward and backward written out. The layer
 itself, its equations and its gradient are in attention.py.
 
-    x (N, 1, H, W)
+    x (N, 1, H, W)                                                (colour: (N, 3, H, W), below)
     -> conv0: F x F mask-A conv, 1 -> h       -> ReLU            sees x_<p
     -> for l = 1..L:  K x K mask-B conv, h -> h -> ReLU           still only x_<p
                       and, when l is a multiple of attention_every,
@@ -18,6 +18,17 @@ the same network without attention (the conv-only baseline of the step-time comp
 The keys q <= p include p itself: safe here, because every feature the block reads sits
 after the mask-A conv and so depends on x_<q only (attention.py explains when it is not).
 
+Colour (config "channels": 3, colour.py): x is (N, 3, H, W); every conv, the 1x1 head
+included, splits its channels into R, G and B thirds with the sub-pixel masks of
+pixelcnn.py (`masks`), and every attention block becomes the colour block of
+attention.py: one head per colour, head g's query reading groups <= g, keys and values
+at q < p only, output group g reading heads <= g. So a group-g feature at p still
+depends on x_<p and the colours of p before g only, after every layer, and
+
+    p(x_p) = p(R_p | x_<p) p(G_p | x_<p, R_p) p(B_p | x_<p, R_p, G_p).
+
+A colour config needs key_channels >= 3 (one per head at least).
+
 Defaults: F = 7, K = 3, h = 32, L = 6, one attention block after layer 4, d = 8.
 
 Arithmetic per step (forward + backward, batch N, D = H W positions). The block's
@@ -30,7 +41,7 @@ conv, 1.8x before any exponential, a ratio that falls as h grows (the block bare
 depends on h, the conv grows as h^2). The measured times are in
 benchmarks/results/attention.md.
 
-Parameters, one flat dict: "conv0.w" (h, 1, F, F), "conv{l}.w" (h, h, K, K), their ".b";
+Parameters, one flat dict: "conv0.w" (h, c, F, F) (c = 1 grey, 3 colour), "conv{l}.w" (h, h, K, K), their ".b";
 per attention block after layer l: "attn{l}.pos" (h, H, W), "attn{l}.q.w", ".k.w",
 ".v.w" (d, h), "attn{l}.o.w" (h, d), and the biases "attn{l}.q.b", ".v.b" (d,) and
 "attn{l}.o.b" (h,); "out.w" (c_out, h, 1, 1), "out.b" (c_out,). A class-conditional
@@ -44,16 +55,17 @@ attention block (d h = d h' + dX of the block), as in residual.py.
 import numpy as np
 
 from .activations import relu_backward, relu_forward
-from .attention import ATTENTION_PARTS, attend_one_position, causal_attention_backward, causal_attention_forward
+from .attention import (
+    ATTENTION_PARTS, attend_one_position, causal_attention_backward, causal_attention_forward, colour_masks,
+)
+from .colour import image_channels, layer_mask, masks_per_config, subpixel_conv2d_backward, subpixel_conv2d_forward
 from .conditioning import check_labels, label_bias_backward, label_bias_forward, n_classes
-from .conv import conv2d_backward, conv2d_forward, masked_conv2d_backward, masked_conv2d_forward
 from .init import init_params as _init_params
 from .masks import causal_mask
 from .pixelcnn import out_channels
 from .validation import check_input
 
 DISPLAY_NAME = "PixelCNN with self-attention"
-COLOUR = False     # not yet: colour.py
 CONDITIONAL = True          # accepts config["n_classes"] > 0 and labels (conditioning.py)
 LAYERS_KEY = "n_layers"     # the config key that counts the layers (train_mnist.py --layers)
 TORCH_TWIN = "AttentionPixelCNN"    # its class in torch_models.py
@@ -78,6 +90,9 @@ def _check_config(config):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if key == "attention_every" else 1):
             raise ValueError(f"config[{key!r}] must be a {'non-negative' if key == 'attention_every' else 'positive'} "
                              f"integer, got {v!r}")
+    if config["key_channels"] < image_channels(config):
+        raise ValueError(f"config['key_channels'] must be >= 3 in colour (one head per colour), "
+                         f"got {config['key_channels']}")
 
 
 def attention_layers(config):
@@ -92,6 +107,33 @@ def block_params(params, l):
     return {part: params[f"attn{l}.{part}"] for part in ATTENTION_PARTS}
 
 
+def include_self(config):
+    """May a block's query at p see the key at p? In grey yes (the features at p know
+    x_<p only); in colour no (the G and B features at p know R_p: attention.py)."""
+    return image_channels(config) == 1
+
+
+@masks_per_config
+def masks(config):
+    """{weight name: its 0/1 mask}: every conv's (O, C, K, K) mask (colour.layer_mask:
+    mask A for conv0, B after and for the 1x1 head; grey: the causal mask for every
+    (o, c)), and each block's query and output masks (attention.colour_masks; grey:
+    all ones)."""
+    shapes = param_shapes(config)
+    out = {}
+    for l in range(config["n_layers"] + 1):
+        O, C, K, _ = shapes[f"conv{l}.w"]
+        mask_type = "A" if l == 0 else "B"
+        out[f"conv{l}.w"] = layer_mask(config, causal_mask(K, mask_type), mask_type, O, C)
+    for l in attention_layers(config):
+        d, h = shapes[f"attn{l}.q.w"]
+        for part, m in colour_masks(h, d, image_channels(config)).items():
+            out[f"attn{l}.{part}"] = m
+    O, C = shapes["out.w"][:2]
+    out["out.w"] = layer_mask(config, np.ones((1, 1)), "B", O, C)
+    return out
+
+
 def param_shapes(config):
     """{name: shape} of every parameter, in the order the forward pass uses them."""
     h, K, F, d = config["hidden"], config["kernel_size"], config["first_kernel_size"], config["key_channels"]
@@ -99,7 +141,7 @@ def param_shapes(config):
     blocks = attention_layers(config)
     shapes = {}
     for l in range(config["n_layers"] + 1):
-        shapes[f"conv{l}.w"], shapes[f"conv{l}.b"] = ((h, 1, F, F) if l == 0 else (h, h, K, K)), (h,)
+        shapes[f"conv{l}.w"], shapes[f"conv{l}.b"] = ((h, image_channels(config), F, F) if l == 0 else (h, h, K, K)), (h,)
         if n_classes(config):
             shapes[f"conv{l}.cond"] = (h, n_classes(config))            # class-conditional: bias per label
         if l in blocks:
@@ -120,31 +162,39 @@ def init_params(config, rng, dtype=np.float32):
     features); o with gain 1 / B for B blocks, so that B residual blocks add about one
     feature's worth of variance in all (the reasoning of residual.py's expand layer);
     pos standard normal, as large as the features, so that positions are told apart
-    from the first step."""
+    from the first step. In colour the masked q and o rows are scaled to the inputs
+    they keep, as init.py does for a conv: row e of Wq ~ N(0, 1 / kept[e]) * Mq[e]."""
     B = max(1, len(attention_layers(config)))
+    m = masks(config)
 
     def rule(name, shape):                                          # -> (gain, mask)
         if name.startswith("attn"):
             return (1.0 / B if name.endswith(".o.w") else 1.0), None    # (d, h) or (h, d) matrices
-        if name == "out.w":
-            return 1.0, None
-        return 2.0, causal_mask(shape[-1], "A" if name == "conv0.w" else "B")
-    return _init_params(param_shapes(config), rng, dtype, rule)
+        return (1.0 if name == "out.w" else 2.0), m[name]
+    params = _init_params(param_shapes(config), rng, dtype, rule)
+    if image_channels(config) > 1:
+        for l in attention_layers(config):
+            for part in ("q.w", "o.w"):                             # drawn as N(0, gain / n_inputs): rescale
+                w, mask = params[f"attn{l}.{part}"], m[f"attn{l}.{part}"]
+                kept = mask.sum(axis=1, keepdims=True)              # inputs each row reads
+                params[f"attn{l}.{part}"] = (w * mask * np.sqrt(mask.shape[1] / kept)).astype(dtype)
+    return params
 
 
 def forward(params, x, config, labels=None):
-    """x (N, 1, H, W) float -> logits (N, 1 or 256, H, W), cache for `backward`.
+    """x (N, c, H, W) float -> logits (N, c_out, H, W), cache for `backward` (c = 1 grey,
+    3 colour; c_out = out_channels(config)).
     labels (N,) ints: the class of each image, for a class-conditional config only (it
     adds the learned bias conv{l}.cond[:, y] before every ReLU, as pixelcnn.py does; the
     attention blocks read features that already carry it)."""
     check_input(x, config)
     labels = check_labels(labels, len(x), config)
     blocks = attention_layers(config)
+    m, c = masks(config), image_channels(config)
     caches = []
     h = x
     for l in range(config["n_layers"] + 1):                     # conv0 is mask A, the rest B
-        h, c_conv = masked_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"],
-                                          "A" if l == 0 else "B", check_finite=False)      # (N, h, H, W)
+        h, c_conv = subpixel_conv2d_forward(h, params[f"conv{l}.w"], params[f"conv{l}.b"], m[f"conv{l}.w"])  # (N, h, H, W)
         c_cond = None
         if labels is not None:
             bias, c_cond = label_bias_forward(labels, params[f"conv{l}.cond"])            # (N, h, 1, 1)
@@ -152,19 +202,20 @@ def forward(params, x, config, labels=None):
         h, c_relu = relu_forward(h)
         c_attn = None
         if l in blocks:
-            y, c_attn = causal_attention_forward(h, block_params(params, l))                # (N, h, H, W)
-            h = h + y                                                                       # residual
+            y, c_attn = causal_attention_forward(h, block_params(params, l), include_self(config), c)  # (N, h, H, W)
+            h = h + y                                                                       # residual, per channel
         caches.append((c_conv, c_cond, c_relu, c_attn))
-    logits, c_out = conv2d_forward(h, params["out.w"], params["out.b"], check_finite=False)                     # (N, c_out, H, W)
+    logits, c_out = subpixel_conv2d_forward(h, params["out.w"], params["out.b"], m["out.w"])        # (N, c_out, H, W)
     return logits, (caches, c_out)
 
 
 def backward(dlogits, cache, need_dx=False):
     """dlogits (N, c_out, H, W) -> grads, a dict with the keys of params (and, with
-    need_dx, "x": the gradient with respect to the input image, (N, 1, H, W))."""
+    need_dx, "x": the gradient with respect to the input image, (N, c, H, W)). Each
+    conv's and block's cache remembers its masks."""
     caches, c_out = cache
     grads = {}
-    dh, grads["out.w"], grads["out.b"] = conv2d_backward(dlogits, c_out, check_finite=False)                    # (N, h, H, W)
+    dh, grads["out.w"], grads["out.b"] = subpixel_conv2d_backward(dlogits, c_out)              # (N, h, H, W)
     for l in range(len(caches) - 1, -1, -1):
         c_conv, c_cond, c_relu, c_attn = caches[l]
         if c_attn is not None:
@@ -175,8 +226,8 @@ def backward(dlogits, cache, need_dx=False):
         dh = relu_backward(dh, c_relu)
         if c_cond is not None:
             grads[f"conv{l}.cond"] = label_bias_backward(dh, c_cond)
-        dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = masked_conv2d_backward(
-            dh, c_conv, need_dx=(l > 0 or need_dx), check_finite=False)
+        dh, grads[f"conv{l}.w"], grads[f"conv{l}.b"] = subpixel_conv2d_backward(     # (N, h or c, H, W)
+            dh, c_conv, need_dx=(l > 0 or need_dx))
     if need_dx:
         grads["x"] = dh
     return grads
@@ -225,28 +276,32 @@ def sampler_init(params, config, n, dtype, labels=None):
 
     labels = check_labels(labels, n, config)
     H, W, h, d = config["height"], config["width"], config["hidden"], config["key_channels"]
-    plans = [row_conv_plan(params[f"conv{l}.w"], params[f"conv{l}.b"], causal_mask(
-        params[f"conv{l}.w"].shape[2], "A" if l == 0 else "B"), 1) for l in range(config["n_layers"] + 1)]
+    m = masks(config)
+    plans = [row_conv_plan(params[f"conv{l}.w"] * m[f"conv{l}.w"], params[f"conv{l}.b"],
+                           m[f"conv{l}.w"].any(axis=(0, 1)), 1)                           # w * mask, its taps
+             for l in range(config["n_layers"] + 1)]
     blocks = attention_layers(config)
     return {"maps": [np.zeros((n, H, W, h), dtype=dtype) for _ in plans], "plans": plans,
             "keys": {l: np.zeros((n, H * W, d), dtype=dtype) for l in blocks},
             "values": {l: np.zeros((n, H * W, d), dtype=dtype) for l in blocks},
             "cond": [params[f"conv{l}.cond"][:, labels].T if labels is not None else 0 for l in range(len(plans))],
-            "out_w": np.ascontiguousarray(params["out.w"][:, :, 0, 0].T)}                 # (h, c_out)
+            "out_w": np.ascontiguousarray((params["out.w"] * m["out.w"])[:, :, 0, 0].T)}  # (h, c_out)
 
 
 def sampler_logits(params, state, x, i, j, config):
     """Logits (n, c_out) at pixel (i, j); fills every layer's map (and every block's key
-    and value) at (i, j). x (n, 1, H, W) is channels-last (n, H, W, 1) in memory."""
+    and value) at (i, j). In colour the sampler calls this once per colour of (i, j),
+    after drawing the colours before it: every call recomputes the layers at (i, j)
+    from x as it now is (the maps before (i, j) are final)."""
     from .conv import conv2d_row_nhwc
 
-    n, _, H, W = x.shape
-    h_in = x.reshape(n, H, W, 1)
+    W, c = x.shape[3], image_channels(config)
+    h_in = np.moveaxis(x, 1, 3)                                                       # channels-last view (n, H, W, c)
     for l, (plan, h_map, cond) in enumerate(zip(state["plans"], state["maps"], state["cond"])):
         h = np.maximum(conv2d_row_nhwc(h_in, plan, i, j, j + 1)[:, 0] + cond, 0)     # (n, h) conv, label, ReLU
         if l in state["keys"]:
             h = h + attend_one_position(block_params(params, l), state["keys"][l], state["values"][l],
-                                        h, i, j, W)
+                                        h, i, j, W, include_self(config), c)
         h_map[:, i, j, :] = h
         h_in = h_map
     return h_in[:, i, j, :] @ state["out_w"] + params["out.b"]                        # (n, c_out)

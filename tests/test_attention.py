@@ -1,6 +1,8 @@
 """Tests for causal self-attention: the layer (pixelcnn_np.attention) against its slow
 reference, its gradients (float64 finite differences, with a negative control), which
-keys a query may see (a leak over raw pixels when it sees its own position), its
+keys a query may see (a leak over raw pixels when it sees its own position), the colour
+block (one head per colour: engine against reference, gradients, the sub-pixel
+guarantee, and each of its three restrictions shown necessary by a leak without it), its
 one-position form for the sampler; and the attention model
 (pixelcnn_np.attention_pixelcnn): its config and init, and that it reaches the blind
 spot. What every model must satisfy (gradients, the autoregressive guarantee, cached
@@ -18,10 +20,10 @@ from hypothesis import strategies as st
 from gradcheck import check_directional, check_elementwise, dot_with, random_params
 from pixelcnn_np import attention, attention_pixelcnn
 from pixelcnn_np.attention import (
-    ATTENTION_PARTS, causal_attention_backward, causal_attention_forward, causal_attention_reference, key_bias,
-    key_mask, query_tiles,
+    ATTENTION_PARTS, causal_attention_backward, causal_attention_forward, causal_attention_reference, colour_masks,
+    head_slices, key_bias, key_mask, query_tiles,
 )
-from pixelcnn_np.masks import causal_mask
+from pixelcnn_np.masks import causal_mask, channel_groups
 from pixelcnn_np.models import make_config
 from pixelcnn_np.receptive_field import theoretical_region
 
@@ -60,6 +62,33 @@ def test_layer_matches_the_loop_reference(N, C, d, H, W, include_self, seed):
     np.testing.assert_allclose(y, causal_attention_reference(x, ap, include_self), rtol=1e-11, atol=1e-12)
 
 
+@settings(deadline=None, max_examples=30)
+@given(N=st.integers(1, 2), C=st.integers(3, 7), d=st.integers(3, 7), H=st.integers(1, 4), W=st.integers(1, 4),
+       include_self=st.booleans(), seed=st.integers(0, 2**31))
+def test_colour_layer_matches_the_loop_reference(N, C, d, H, W, include_self, seed):
+    """Three heads of uneven sizes (d = 4: 2, 1, 1 channels), masked Wq and Wo: the engine
+    (head by head, tile by tile) against the loop over heads, queries and keys."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W))
+    ap = random_block(C, d, H, W, rng, scale=1.5)
+    y, _ = causal_attention_forward(x, ap, include_self, colours=3)
+    np.testing.assert_allclose(y, causal_attention_reference(x, ap, include_self, colours=3), rtol=1e-11, atol=1e-12)
+
+
+def test_colour_masks_and_heads():
+    """d = 4 key channels: heads R = {0, 1}, G = {2}, B = {3}; C = 3 inputs R, G, B.
+    Head g's query reads inputs R..g; output g reads heads R..g. Grey: all ones, one head."""
+    m = colour_masks(3, 4, 3)
+    np.testing.assert_array_equal(m["q.w"], [[1, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(m["o.w"], [[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]])
+    assert head_slices(4, 3) == [slice(0, 2), slice(2, 3), slice(3, 4)]
+    assert head_slices(5, 1) == [slice(0, 5)]
+    assert all(v.all() for v in colour_masks(4, 5, 1).values())
+    with pytest.raises(ValueError, match="colours"):
+        causal_attention_forward(np.zeros((1, 3, 2, 2)), random_block(3, 2, 2, 2, np.random.default_rng(0)),
+                                 colours=3)                                  # two key channels, three heads
+
+
 def test_layer_float32_keeps_dtype_and_matches_float64():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 6))
@@ -82,21 +111,21 @@ def test_query_tiles_cover_every_query_once_in_order(size):
 
 
 @pytest.mark.parametrize("tile, group", [(1, 1), (2, 3), (5, 1), (56, 8)])
-@pytest.mark.parametrize("include_self", [True, False])
-def test_any_tiling_gives_the_same_layer(monkeypatch, tile, group, include_self):
+@pytest.mark.parametrize("include_self, colours", [(True, 1), (False, 1), (False, 3)])
+def test_any_tiling_gives_the_same_layer(monkeypatch, tile, group, include_self, colours):
     """The tile size and image group change only the order of the work: every tiling
     (one query at a time, tiles that do not divide D, a last short group) matches the
     loop reference in value, and the backward pass of the default tiling in gradient."""
     rng = np.random.default_rng(tile + 10 * group)
     x = rng.standard_normal((3, 3, 3, 5))
-    ap = random_block(3, 2, 3, 5, rng, scale=1.2)
+    ap = random_block(3, 2 * colours, 3, 5, rng, scale=1.2)
     dy = rng.standard_normal(x.shape)
-    y0, c0 = causal_attention_forward(x, ap, include_self)
+    y0, c0 = causal_attention_forward(x, ap, include_self, colours)
     dx0, g0 = causal_attention_backward(dy, c0)
     monkeypatch.setattr(attention, "QUERY_TILE", tile)
     monkeypatch.setattr(attention, "IMAGE_GROUP", group)
-    y, c = causal_attention_forward(x, ap, include_self)
-    np.testing.assert_allclose(y, causal_attention_reference(x, ap, include_self), rtol=1e-11, atol=1e-12)
+    y, c = causal_attention_forward(x, ap, include_self, colours)
+    np.testing.assert_allclose(y, causal_attention_reference(x, ap, include_self, colours), rtol=1e-11, atol=1e-12)
     dx, g = causal_attention_backward(dy, c)
     np.testing.assert_allclose(dx, dx0, rtol=1e-11, atol=1e-12)
     for k in g0:
@@ -141,29 +170,35 @@ def test_no_key_gives_the_output_bias():
 # The layer's gradients (float64)
 # ----------------------------------------------------------------------------------
 
-def _layer_case(include_self, seed):
+def _layer_case(include_self, seed, colours=1):
     rng = np.random.default_rng(seed)
-    N, C, d, H, W = 2, 3, 2, 3, 4
+    N, C, d, H, W = 2, 3, (2 if colours == 1 else 4), 3, 4
     x = rng.standard_normal((N, C, H, W))
     ap = random_block(C, d, H, W, rng)
     dy = rng.standard_normal((N, C, H, W))
-    y, cache = causal_attention_forward(x, ap, include_self)
+    y, cache = causal_attention_forward(x, ap, include_self, colours)
     dx, grads = causal_attention_backward(dy, cache)
     return rng, x, ap, dy, dx, grads
 
 
-@pytest.mark.parametrize("include_self", [True, False])
-def test_layer_gradients(include_self):
-    rng, x, ap, dy, dx, grads = _layer_case(include_self, 10 + include_self)
+@pytest.mark.parametrize("include_self, colours", [(True, 1), (False, 1), (False, 3)])
+def test_layer_gradients(include_self, colours):
+    """float64 centred differences, directional and element by element; in colour (three
+    heads, d = 4) the masked entries of dWq and dWo are exactly zero, and the check on
+    the masked weights passes too (the forward pass ignores them: their true gradient is 0)."""
+    rng, x, ap, dy, dx, grads = _layer_case(include_self, 10 + include_self + colours, colours)
     assert set(grads) == set(ATTENTION_PARTS)
-    f_x = dot_with(lambda x: causal_attention_forward(x, ap, include_self)[0], dy)
+    f_x = dot_with(lambda x: causal_attention_forward(x, ap, include_self, colours)[0], dy)
     check_directional(f_x, x, dx, rng)
     check_elementwise(f_x, x, dx)
     for name in ATTENTION_PARTS:
         assert grads[name].shape == ap[name].shape, name
-        f = dot_with(lambda w: causal_attention_forward(x, {**ap, name: w}, include_self)[0], dy)
+        f = dot_with(lambda w: causal_attention_forward(x, {**ap, name: w}, include_self, colours)[0], dy)
         check_directional(f, ap[name], grads[name], rng)
         check_elementwise(f, ap[name], grads[name])
+    for name, m in colour_masks(3, ap["q.w"].shape[0], colours).items():
+        assert np.all(grads[name][m == 0] == 0), name
+        assert (m == 0).any() == (colours == 3), name
 
 
 def test_gradient_check_catches_a_softmax_backward_without_its_row_sum():
@@ -174,11 +209,11 @@ def test_gradient_check_catches_a_softmax_backward_without_its_row_sum():
     check_directional(f, ap["q.w"], grads["q.w"], rng)
 
     _, cache = causal_attention_forward(x, ap)
-    u, qt, kt, vt1, ot, lse, _, _, _ = cache                                   # channels first: (N, e, D)
+    u, qt, kt, vt, ot, lse = cache[:6]                                         # channels first: (N, e, D)
     D = qt.shape[2]
     a = np.exp(qt.transpose(0, 2, 1) @ kt + key_bias(D, True, x.dtype) - lse.transpose(0, 2, 1))  # A (N, D, D)
     do = ap["o.w"].T @ dy.reshape(2, 3, -1)                                     # dO^T (N, d, D)
-    wrong_ds = a * (do.transpose(0, 2, 1) @ vt1[:, :-1])                        # A * dA, no row-sum term
+    wrong_ds = a * (do.transpose(0, 2, 1) @ vt)                                 # A * dA, no row-sum term
     dq = wrong_ds @ kt.transpose(0, 2, 1) / np.sqrt(qt.shape[1])                # (N, D, d)
     wrong = np.einsum("npe,ncp->ec", dq, u)
     with pytest.raises(AssertionError, match="directional gradient check failed"):
@@ -231,6 +266,78 @@ def test_over_raw_pixels_the_key_set_decides_the_leak(H, W, data, seed):
 
 
 # ----------------------------------------------------------------------------------
+# The colour block: what may reach output group g at p, and why each restriction is needed
+# ----------------------------------------------------------------------------------
+# In a colour model the block's input features obey: group g' at q depends on x_<q and
+# the colours of q before g'. The block keeps that if its output group g at p reads
+# only inputs at q < p (any group) and the groups <= g at p: like a mask-B layer.
+
+def colour_leaks(x, ap, p, g, rng, include_self=False, masks=None):
+    """Change the inputs the output group g at p must not read -- every group at every
+    position after p, and the groups after g at p -- and say whether y's group g at p moved."""
+    N, C, H, W = x.shape
+    i, j = divmod(p, W)
+    groups = channel_groups(C)
+    x2 = x.copy()
+    later = raster_positions(H, W) > p
+    x2[:, :, later] = rng.uniform(-3, 3, size=x2[:, :, later].shape)
+    x2[:, groups > g, i, j] = rng.uniform(-3, 3, size=x2[:, groups > g, i, j].shape)
+    y, _ = causal_attention_forward(x, ap, include_self, 3, masks)
+    y2, _ = causal_attention_forward(x2, ap, include_self, 3, masks)
+    return not np.array_equal(y[:, groups == g, i, j], y2[:, groups == g, i, j])
+
+
+@settings(deadline=None, max_examples=30)
+@given(C=st.integers(3, 7), d=st.integers(3, 7), H=st.integers(1, 4), W=st.integers(2, 4), data=st.data(),
+       seed=st.integers(0, 2**31))
+def test_colour_block_reads_only_what_group_g_may_know(C, d, H, W, data, seed):
+    """Output group g at p is bit-identical when any input it must not read changes
+    (positions after p; groups after g at p). Positive controls: the pixel before p, and
+    group g itself at p (through head g's query; p >= 2, so the softmax has two keys to
+    weigh), do move it."""
+    rng = np.random.default_rng(seed)
+    p = data.draw(st.integers(0, H * W - 1))
+    g = data.draw(st.integers(0, 2))
+    x = rng.standard_normal((2, C, H, W))
+    ap = random_block(C, d, H, W, rng, scale=1.0)
+    assert not colour_leaks(x, ap, p, g, rng)
+    groups = channel_groups(C)
+    i, j = divmod(p, W)
+    y, _ = causal_attention_forward(x, ap, False, 3)
+    if p >= 1:
+        x2 = x.copy()
+        x2[:, :, (p - 1) // W, (p - 1) % W] += 1.0
+        assert not np.array_equal(causal_attention_forward(x2, ap, False, 3)[0][:, groups == g, i, j],
+                                  y[:, groups == g, i, j])
+    if p >= 2:
+        x2 = x.copy()
+        x2[:, groups == g, i, j] += 1.0
+        assert not np.array_equal(causal_attention_forward(x2, ap, False, 3)[0][:, groups == g, i, j],
+                                  y[:, groups == g, i, j])
+
+
+@pytest.mark.parametrize("wrong", ["query reads every group", "keys include p", "output reads every head"])
+def test_each_colour_restriction_is_needed(wrong):
+    """Negative controls: drop any one of the three restrictions and the same check
+    catches a later colour of p reaching an earlier one's output (R's, at p = 7): the
+    unmasked query of head R reads G and B at p; the key and value at p carry G and B
+    of p to every head; the unmasked output projection lets R's output read head B."""
+    rng = np.random.default_rng(21)
+    C, d, H, W = 3, 3, 3, 4
+    x = rng.standard_normal((2, C, H, W))
+    ap = random_block(C, d, H, W, rng, scale=1.0)
+    assert not any(colour_leaks(x, ap, p, g, rng) for p in (0, 7) for g in range(3))
+    masks, include_self = colour_masks(C, d, 3), False
+    if wrong == "query reads every group":
+        masks = {**masks, "q.w": np.ones((d, C))}
+    elif wrong == "keys include p":
+        include_self = True
+    else:
+        masks = {**masks, "o.w": np.ones((C, d))}
+    assert colour_leaks(x, ap, 7, 0, rng, include_self, masks)
+
+
+# ----------------------------------------------------------------------------------
 # The model: config and init
 # ----------------------------------------------------------------------------------
 
@@ -259,6 +366,25 @@ def test_bad_configs_are_rejected(key, value):
     config[key] = value
     with pytest.raises(ValueError, match=key):
         attention_pixelcnn.param_shapes(config)
+
+
+def test_colour_config_shapes_and_init():
+    """Colour: conv0 reads 3 channels, the head gives 3 logits per pixel, key_channels >= 3
+    (one head per colour); every masked entry (conv centres, Wq and Wo) starts at zero,
+    and the kept rows of Wq are scaled to the inputs they read."""
+    config = make_config("attention", channels=3)
+    shapes = attention_pixelcnn.param_shapes(config)
+    assert shapes["conv0.w"] == (32, 3, 7, 7) and shapes["out.w"] == (3, 32, 1, 1)
+    params = attention_pixelcnn.init_params(config, np.random.default_rng(0))
+    masks = attention_pixelcnn.masks(config)
+    assert set(masks) == {k for k in shapes if k.endswith(".w") and not k.endswith(("k.w", "v.w"))}
+    for name, m in masks.items():
+        assert m.shape == shapes[name] and not params[name][m == 0].any(), name
+    q, mq = params["attn4.q.w"], masks["attn4.q.w"]                          # (8, 32): head R reads 11 inputs
+    kept = mq.sum(axis=1)
+    assert (q[mq == 1] ** 2 * np.repeat(kept, kept.astype(int))).mean() == pytest.approx(1.0, rel=0.25)
+    with pytest.raises(ValueError, match="key_channels"):
+        attention_pixelcnn.param_shapes(make_config("attention", channels=3, key_channels=2))
 
 
 def test_labels_are_refused():
@@ -315,4 +441,21 @@ def test_sampler_attention_matches_the_layer_at_every_position():
     for p in range(H * W):
         i, j = divmod(p, W)
         y_p = attention.attend_one_position(ap, keys, values, x[:, :, i, j], i, j, W)
+        np.testing.assert_allclose(y_p, y[:, :, i, j], rtol=1e-12, atol=1e-13)
+
+
+def test_sampler_colour_attention_matches_the_layer_at_every_position():
+    """The same in colour (three heads, keys q < p): p = 0 sees no key and gives bo. Each
+    position is visited three times with changing features, as the colour sampler does;
+    the last visit's keys are the ones that count."""
+    rng = np.random.default_rng(42)
+    N, C, d, H, W = 2, 4, 5, 3, 4
+    x = rng.standard_normal((N, C, H, W))
+    ap = random_block(C, d, H, W, rng)
+    y, _ = causal_attention_forward(x, ap, include_self=False, colours=3)
+    keys, values = np.zeros((N, H * W, d)), np.zeros((N, H * W, d))
+    for p in range(H * W):
+        i, j = divmod(p, W)
+        for scale in (3.0, -1.0, 1.0):                                         # R, G, B visits; the last is x
+            y_p = attention.attend_one_position(ap, keys, values, scale * x[:, :, i, j], i, j, W, False, 3)
         np.testing.assert_allclose(y_p, y[:, :, i, j], rtol=1e-12, atol=1e-13)
