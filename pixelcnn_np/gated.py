@@ -43,33 +43,26 @@ x is (N, 3, H, W), both stacks' layer 0 read its 3 channels, and the model facto
 
     p(x_p) = p(R_p | x_<p) p(G_p | x_<p, R_p) p(B_p | x_<p, R_p, G_p)
 
-as the plain PixelCNN does: the horizontal stack's channels, and the head's logits, are
-split into R, G and B thirds (masks.channel_groups), and every layer that mixes channels
-at the pixel it writes lets group g read, at that pixel, only the groups before g (mask
-A) or up to g (mask B). Which layers need it (`masks`):
+as the plain PixelCNN does: channels are split into R, G and B thirds
+(masks.channel_groups), and a layer that mixes channels at the pixel p it writes lets
+group g read there only the groups before g (mask A) or up to g (mask B). `masks`:
 
-* **the vertical stack: no colour mask.** Its features at row i read rows <= i, all of
-  row i included, so a vertical feature at p knows x_p and pixels after it in every
-  channel. But the vertical stack reaches the horizontal stack (and so the logits) only
-  through shift_down: at row i the link reads v_pre of row i - 1, a function of rows
-  < i, all before p whatever its channel. Nothing of row i ever arrives by this path,
-  so there is no colour to keep apart, and its convs keep vertical_mask for every (o, c).
-* **the link: no colour mask**, for the same reason: it mixes the shifted vertical
-  channels at p, and every one of them is a function of rows < i only.
-* **the horizontal stack's K x K convs** (horizontal_mask, centre tap by groups: mask A in
-  layer 0, B after), **the 1 x 1 res convs and the head** (mask B by groups): they read
-  the horizontal features, or x, at p itself.
-* **the gate pairs channels**: gate(a)_c = tanh(a_c) sigmoid(a_{c+h}) makes channel c of
-  the h outputs from channels c and c + h of the 2h pre-activations, so both halves of a
-  horizontal conv's 2h outputs carry the h-channel groups, np.tile(channel_groups(h), 2)
-  (`out_groups` of colour.layer_mask), and gated channel c keeps the group of channel c.
-  (The link's 2h outputs are added to those pre-activations, but hold only rows < i.)
-* the label biases, ELU and the residual sum act channel by channel: nothing to mask.
+* **vertical stack and link: no colour mask.** A vertical feature at row i reads all of
+  row i, p and the pixels after it included, in every channel; but it reaches the
+  horizontal stack (and the logits) only through shift_down, so the link at row i reads
+  v_pre of row i - 1, a function of rows < i: all before p, whatever the channel.
+* **horizontal K x K convs** (horizontal_mask, its centre by groups: A in layer 0, B
+  after), **the 1 x 1 res convs and the head** (mask B by groups) read p itself.
+* **the gate pairs channels**: gate(a)_c = tanh(a_c) sigmoid(a_{c+h}), so both halves of
+  a horizontal conv's 2h outputs carry the h-channel groups, np.tile(channel_groups(h), 2)
+  (colour.layer_mask's out_groups), and gated channel c keeps channel c's group.
+* label biases, ELU and the residual sum act channel by channel: nothing to mask.
 
-So a group-g horizontal feature at p sees x_<p (left in its row through the horizontal
-taps, above through the link) and the colours of p before g; the head's colour-g logits
-read group-g features and below. A grey model runs the same code with one colour group:
-every mask is then the grey one (bit-identical parameters and logits).
+So a group-g horizontal feature at p sees x_<p (its row through the horizontal taps, the
+rows above through the link) and the colours of p before g, and the colour-g logits read
+groups <= g: still no blind spot, in any colour (tests/test_gated.py, which also shows
+the leaks without the shift or with the gate's halves grouped as thirds of 2h). A grey
+model runs the same code with one colour group: every mask is the grey one.
 """
 
 import numpy as np

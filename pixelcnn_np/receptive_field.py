@@ -27,11 +27,18 @@ it had no blind spot. The plain PixelCNN fills it minus the wedge; the gated mod
 fills it exactly (for K = 3 and dilations without gaps; see gated.py); with an
 attention block it is every earlier pixel, a bound (attention_pixelcnn.py).
 
+Colour (config "channels": 3): the input has three channels, so the field is
+(3, H, W), one map per input colour, and `colour=k` picks the logits of colour k at p
+(the P numbers that predict R, G or B). Under the sub-pixel masks (colour.py) the
+logits of colour k may read every earlier pixel in all three colours and, of p itself,
+the colours before k: `theoretical_region(config, i, j, colour=k)` is that (3, H, W) set.
+
 Everything runs in float64, so a gradient of 1e-30 is not mistaken for zero.
 """
 
 import numpy as np
 
+from .colour import image_channels
 from .models import get_model
 
 
@@ -39,19 +46,22 @@ def _as_float64(params):
     return {name: np.asarray(p, dtype=np.float64) for name, p in params.items()}
 
 
-def receptive_field(params, config, i, j, x=None, channel=None, chunk=32):
+def receptive_field(params, config, i, j, x=None, channel=None, chunk=32, colour=None):
     """|gradient| of the logit(s) at pixel (i, j) with respect to every input pixel.
 
     params: the model's parameter dict (any float dtype; computed in float64)
     config: the model's config (its "model" names the forward/backward pair)
     i, j:   the output pixel, 0 <= i < H, 0 <= j < W
-    x:      input image (H, W) or (1, 1, H, W) in the network's input scale
+    x:      input image (H, W), (c, H, W) or (1, c, H, W) in the network's input scale
             (0/1 binary, value/255 8-bit); default all 0.5 (a grey image)
-    channel: which logit at (i, j). None: the only one (binary) or the sum over all
-            256 of |d logit_c / d x| (8-bit).
-    chunk:  for the 8-bit sum, how many logits share one batched forward/backward
+    channel: which logit at (i, j), of all c_out. None: the only one (grey binary) or
+            the sum over all of them of |d logit_c / d x| (8-bit, or colour).
+    colour: colour models only: sum over the P logits of colour 0 (R), 1 (G) or 2 (B)
+            instead (not together with `channel`).
+    chunk:  for a sum over logits, how many logits share one batched forward/backward
 
-    Returns F (H, W) float64, F[a, b] = sum_c | d logit_c(i, j) / d x[a, b] |.
+    Returns F (H, W) float64, F[a, b] = sum_c | d logit_c(i, j) / d x[a, b] | for a grey
+    model; (3, H, W), one map per input colour, for a colour one.
 
     Method: x is repeated once per logit c in a batch; dlogits is one-hot, 1 at
     (batch n, channel c_n, i, j), so backward's grads["x"][n] = d logit_{c_n}(i, j) / d x.
@@ -60,21 +70,29 @@ def receptive_field(params, config, i, j, x=None, channel=None, chunk=32):
     if not (0 <= i < H and 0 <= j < W):
         raise ValueError(f"pixel ({i}, {j}) is outside the {H}x{W} image")
     model = get_model(config)
+    c = image_channels(config)
     params = _as_float64(params)
-    x = np.full((H, W), 0.5) if x is None else np.asarray(x, dtype=np.float64)
-    x = x.reshape(1, 1, H, W)                                                        # (1, 1, H, W)
+    x = np.full((c, H, W), 0.5) if x is None else np.asarray(x, dtype=np.float64)
+    x = x.reshape(1, c, H, W)                                                        # (1, c, H, W)
 
-    channels = list(range(model.out_channels(config))) if channel is None else [channel]
-    field = np.zeros((H, W))
+    c_out = model.out_channels(config)
+    if colour is not None:
+        if c == 1 or channel is not None or colour not in range(c):
+            raise ValueError(f"colour must be 0, 1 or 2, for a colour model and without channel; got {colour!r}")
+        per = c_out // c
+        channels = list(range(colour * per, (colour + 1) * per))                    # colour k's P logits
+    else:
+        channels = list(range(c_out)) if channel is None else [channel]
+    field = np.zeros((c, H, W))
     for s in range(0, len(channels), chunk):
         batch = channels[s:s + chunk]
-        xs = np.repeat(x, len(batch), axis=0)                                        # (B, 1, H, W)
+        xs = np.repeat(x, len(batch), axis=0)                                        # (B, c, H, W)
         logits, cache = model.forward(params, xs, config)                            # (B, c_out, H, W)
         dlogits = np.zeros_like(logits)
         dlogits[np.arange(len(batch)), batch, i, j] = 1.0                            # one-hot per row
-        dx = model.backward(dlogits, cache, need_dx=True)["x"]                       # (B, 1, H, W)
-        field += np.abs(dx[:, 0]).sum(axis=0)
-    return field
+        dx = model.backward(dlogits, cache, need_dx=True)["x"]                       # (B, c, H, W)
+        field += np.abs(dx).sum(axis=0)
+    return field[0] if c == 1 else field
 
 
 def reach(config):
@@ -84,7 +102,7 @@ def reach(config):
     return get_model(config).reach(config)
 
 
-def theoretical_region(config, i, j):
+def theoretical_region(config, i, j, colour=None):
     """(H, W) bool: the earlier raster positions within the model's reach of p = (i, j).
 
     With (U, L, R) = reach(config):
@@ -92,13 +110,24 @@ def theoretical_region(config, i, j):
         row i,                columns j - L .. j - 1      (the current row, to the left)
     clipped to the image. The gated model's field is exactly this region (K = 3, no
     dilation gaps); the plain PixelCNN's is this region minus its blind spot.
+
+    colour=k (a colour model): (3, H, W) bool, the sub-pixels before (p, k) within reach:
+    that region in each of the three input colours, and p itself in the colours before k.
     """
     H, W = config["height"], config["width"]
     up, left, right = reach(config)
     rows, cols = np.indices((H, W))
     above = (rows >= i - up) & (rows < i) & (cols >= j - left) & (cols <= j + right)
     same_row = (rows == i) & (cols >= j - left) & (cols < j)
-    return above | same_row
+    region = above | same_row
+    if colour is None:
+        return region
+    c = image_channels(config)
+    if c == 1 or colour not in range(c):
+        raise ValueError(f"colour must be 0, 1 or 2, for a colour model; got {colour!r}")
+    sub = np.repeat(region[None], c, axis=0)                                         # (3, H, W)
+    sub[:colour, i, j] = True                                                        # R_p, G_p before G, B
+    return sub
 
 
 def blind_spot_demo(i, j, extra=None):

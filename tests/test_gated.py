@@ -2,7 +2,9 @@
 the one-row shift, the gate; a negative control for the whole network's gradient;
 which earlier pixel the first layer's dilation makes the nearest; and the blind spot of
 the plain PixelCNN, shown numerically and matched against an independent symbolic
-computation of both receptive fields. What every model must satisfy (gradients, the
+computation of both receptive fields; in colour, which layers carry a sub-pixel mask,
+negative controls for the two reasons the design is safe (the shift, the gate's paired
+groups), and no blind spot in any colour. What every model must satisfy (gradients, the
 autoregressive guarantee, cached sampling, the checkpoint, the PyTorch twin) is in
 test_model_contract.py.
 
@@ -20,7 +22,7 @@ from pixelcnn_np import gated, pixelcnn
 from pixelcnn_np.activations import elu_backward, elu_forward, gate_backward, gate_forward
 from pixelcnn_np.masks import causal_mask, horizontal_mask, vertical_mask
 from pixelcnn_np.models import make_config
-from pixelcnn_np.receptive_field import theoretical_region
+from pixelcnn_np.receptive_field import receptive_field, theoretical_region
 
 
 def tiny_config(pixels="binary", **overrides):
@@ -465,3 +467,114 @@ def test_a_first_dilation_above_one_skips_the_left_neighbour():
     assert not support[i, j - 1] and support[i, j - 2] and support[i, j - 3]
     np.testing.assert_array_equal(support, symbolic_gated_field(config)[i, j])
     assert make_config("gated")["dilations"][0] == 1
+
+
+# ----------------------------------------------------------------------------------
+# Colour: which layers need a sub-pixel mask, and no blind spot in any colour
+# ----------------------------------------------------------------------------------
+# What every colour model must satisfy (no sub-pixel after (p, k) reaches colour k at p,
+# gradients, cached sampling) is in test_colour.py; here, what is particular to two stacks.
+
+def colour_config(**overrides):
+    kwargs = dict(hidden=3, dilations=[1, 2, 1], kernel_size=3, height=9, width=9, channels=3)
+    kwargs.update(overrides)
+    return make_config("gated", **kwargs)
+
+
+def test_colour_masks_only_the_horizontal_stack_and_the_head():
+    """The vertical stack and the link keep every channel pair (they reach the logits
+    through the shift only); each horizontal conv's two gate halves carry the same
+    groups, so gate channel c and its partner c + h have one mask."""
+    config = colour_config(hidden=6)
+    m = gated.masks(config)
+    h = config["hidden"]
+    for l in range(3):
+        np.testing.assert_array_equal(m[f"v{l}.w"], np.broadcast_to(vertical_mask(3), m[f"v{l}.w"].shape))
+        assert np.all(m[f"link{l}.w"] == 1)
+        np.testing.assert_array_equal(m[f"h{l}.w"][:h], m[f"h{l}.w"][h:])
+        centre = m[f"h{l}.w"][:h, :, 1, 1]                           # (h, C): output group reads input group
+        assert centre.sum() < centre.size                            # some colour is kept apart
+    assert m["h0.w"].shape == (2 * h, 3, 3, 3)                         # layer 0 reads the 3 colours
+    np.testing.assert_array_equal(m["h0.w"][:h, :, 1, 1], [[0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 0, 0],
+                                                            [1, 1, 0], [1, 1, 0]])    # mask A: R, R, G, G, B, B
+    assert m["res1.w"][:, :, 0, 0].sum() < h * h and m["out.w"][:, :, 0, 0].sum() < 3 * h
+
+
+def _colour_moves(params, config, x, x2, k, i, j):
+    """Whether the logits of colour k at (i, j) differ between inputs x and x2."""
+    a, _ = gated.forward(params, x, config)
+    b, _ = gated.forward(params, x2, config)
+    P = a.shape[1] // 3
+    return not np.array_equal(a[:, k * P:(k + 1) * P, i, j], b[:, k * P:(k + 1) * P, i, j])
+
+
+@pytest.mark.parametrize("wrong", ["no_shift", "gate_halves_grouped_as_2h"])
+def test_colour_leaks_without_the_shift_or_with_ungrouped_gate_halves(wrong, monkeypatch):
+    """Negative controls for the colour design. The same test passes on the real model;
+    it fails (R at p moves when R_p changes) when
+    * the shift is removed: the unmasked vertical stack then hands row i, p included,
+      straight to the horizontal stack -- its missing colour mask is safe only because
+      of the shift;
+    * the horizontal convs' 2h outputs are grouped as thirds of 2h instead of two copies
+      of the h groups: the gate then pairs an R channel with a G half that reads R_p.
+    Positive parameters and a positive change make a leak certain, not likely."""
+    config = colour_config(pixels="8bit")
+    rng = np.random.default_rng(41)
+    x = rng.uniform(0, 1, size=(2, 3, 9, 9))
+    i, j = 4, 4
+    x2 = x.copy()
+    x2[:, 0, i, j] += 0.5                                            # R_p
+    params = positive_params(config, rng)
+    assert not _colour_moves(params, config, x, x2, 0, i, j)
+    assert _colour_moves(params, config, x, x2, 1, i, j)               # the control: G_p does see R_p
+    if wrong == "no_shift":
+        monkeypatch.setattr(gated, "shift_down_forward", lambda v: v)
+    else:
+        from pixelcnn_np.colour import layer_mask
+        real = gated.masks
+
+        def ungrouped(config):
+            m = dict(real(config))
+            for l in range(len(config["dilations"])):
+                O, C = m[f"h{l}.w"].shape[:2]
+                t = "A" if l == 0 else "B"
+                m[f"h{l}.w"] = layer_mask(config, horizontal_mask(3, t), t, O, C)    # channel_groups(2h)
+            return m
+        monkeypatch.setattr(gated, "masks", ungrouped)
+        params = positive_params(config, rng)                         # drawn under the wrong masks
+    assert _colour_moves(params, config, x, x2, 0, i, j)
+
+
+def test_colour_gated_has_no_blind_spot_in_any_colour():
+    """Kernel 3, dilations [1, 2, 1] on 9x9, p = (6, 5): the logits of colour k at p have
+    a non-zero gradient at exactly the sub-pixels before (p, k) within reach, in every
+    input colour: the grey model's full region (wedge included) in R, G and B, and R_p
+    (for G), R_p and G_p (for B). The plain PixelCNN in colour keeps its blind spot in
+    every colour."""
+    config = colour_config()
+    i, j = 6, 5
+    rng = np.random.default_rng(42)
+    x = rng.uniform(0.1, 1.0, size=(3, 9, 9))
+    params = positive_params(config, rng)
+    grey_region = theoretical_region(tiny_config(height=9, width=9), i, j)
+    with pytest.raises(ValueError, match="colour model"):                  # a grey model has no colours
+        theoretical_region(tiny_config(height=9, width=9), i, j, colour=0)
+    wedge = upper_right_wedge((i, j), (9, 9))
+    assert (grey_region & wedge).any()
+    for k in range(3):
+        support = receptive_field(params, config, i, j, x=x, colour=k) != 0               # (3, H, W)
+        expected = theoretical_region(config, i, j, colour=k)
+        np.testing.assert_array_equal(support, expected)
+        for c in range(3):                                           # off p: the grey field, per colour
+            off_p = np.ones((9, 9), bool)
+            off_p[i, j] = False
+            np.testing.assert_array_equal(support[c] & off_p, grey_region)
+        assert support[:k, i, j].all() and not support[k:, i, j].any()
+
+    plain = make_config("pixelcnn", hidden=3, n_layers=3, kernel_size=3, height=9, width=9, channels=3)
+    grey_plain = make_config("pixelcnn", hidden=3, n_layers=3, kernel_size=3, height=9, width=9)
+    support = receptive_field(positive_params(plain, rng), plain, i, j, x=x, colour=0) != 0
+    region = theoretical_region(plain, i, j)
+    for c in range(3):
+        np.testing.assert_array_equal(support[c], region & ~wedge)
+        np.testing.assert_array_equal(support[c], symbolic_pixelcnn_field(grey_plain)[i, j])

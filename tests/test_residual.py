@@ -1,6 +1,7 @@
 """Tests for the residual PixelCNN (pixelcnn_np.residual): its shapes and init (the
 expand layer's smaller gain), a negative control for the gradient check, and the
-receptive field against boolean dependency maps (the blind spot survives the blocks).
+receptive field against boolean dependency maps (the blind spot survives the blocks),
+in grey and, per input colour, in colour, and the colour masks' grouping of the stream.
 What every model must satisfy (gradients, the autoregressive guarantee, cached
 sampling, the checkpoint, the PyTorch twin) is in test_model_contract.py.
 
@@ -15,6 +16,7 @@ from gradcheck import check_directional, model_loss, needed_inputs, positive_par
 from pixelcnn_np import residual
 from pixelcnn_np.masks import causal_mask
 from pixelcnn_np.models import make_config
+from pixelcnn_np.receptive_field import receptive_field, theoretical_region
 
 
 def tiny_config(pixels="binary", **overrides):
@@ -117,3 +119,43 @@ def test_gradient_support_equals_the_symbolic_field(K, F, n_blocks, p):
     right = max(F // 2, K // 2 - 1)
     assert support[i - 1, j + right] and not support[i - 1, j + right + 1:].any()
     assert support[i - 2, j + right + 1]
+
+
+# ----------------------------------------------------------------------------------
+# Colour: the blind spot in every colour, and p's earlier colours
+# ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("K, F, p", [(3, 3, (5, 4)), (3, 5, (4, 6))])
+def test_colour_field_is_the_grey_field_in_every_colour_plus_the_earlier_colours_of_p(K, F, p):
+    """A colour residual model (every conv, the 1 x 1 ones too, under its sub-pixel
+    mask): the logits of colour k at p have a non-zero gradient at exactly the grey
+    model's symbolic field in each of R, G and B -- the blind spot included, the skip
+    connections do not fill it -- and at the colours of p before k, nothing else."""
+    config = tiny_config(kernel_size=K, first_kernel_size=F, hidden=3, height=8, width=9, channels=3)
+    rng = np.random.default_rng(36)
+    params = positive_params(config, rng)
+    x = rng.uniform(0.1, 1.0, size=(3, 8, 9))
+    field = symbolic_field(config, *p)                               # (H, W): p itself excluded
+    assert not field[p]
+    for k in range(3):
+        support = receptive_field(params, config, *p, x=x, colour=k) != 0                   # (3, H, W)
+        expected = np.repeat(field[None], 3, axis=0)
+        expected[:k, p[0], p[1]] = True                              # G reads R_p; B reads R_p, G_p
+        np.testing.assert_array_equal(support, expected)
+        assert np.all(support <= theoretical_region(config, *p, colour=k))                  # within the reach
+
+
+def test_colour_masks_group_the_stream_alike_at_both_ends_of_the_skip():
+    """r_b = r_{b-1} + expand_b(...): channel c of both terms must be in one colour group,
+    so expand's output groups are conv0's. A 1 x 1 conv's mask B is lower block
+    triangular in the groups: R reads only R, G reads R and G, B reads all."""
+    config = tiny_config(hidden=3, channels=3)
+    m = residual.masks(config)
+    assert m["conv0.w"].shape == (6, 3, 5, 5)
+    out_groups = lambda name: [int(row.sum()) for row in m[name][:, :, 0, 0]]   # noqa: E731
+    np.testing.assert_array_equal(m["conv0.w"][:, :, 2, 2], [[0, 0, 0]] * 2 + [[1, 0, 0]] * 2 + [[1, 1, 0]] * 2)
+    assert out_groups("block1.expand.w") == [1, 1, 2, 2, 3, 3]         # reads 1, 2, 3 of the h = 3 channels
+    assert out_groups("block1.reduce.w") == [2, 4, 6]                  # reads 2, 4, 6 of the 2h = 6 channels
+    assert out_groups("out.w") == [2, 4, 6]
+    grey = residual.masks(tiny_config())
+    assert all(np.all(grey[name] == grey[name].any(axis=(0, 1))) for name in grey)   # grey: one mask per layer
