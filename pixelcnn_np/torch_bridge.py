@@ -10,7 +10,9 @@ implementation to check ours against: same parameters in, same logits and gradie
 
 Each model module says which class is its twin (TORCH_TWIN) and how our parameter
 names map to the twin's state_dict names (torch_parameter_names); nothing here is
-particular to one model.
+particular to one model. Colour configs ("channels": 3) go through the same two
+functions: the twin builds its sub-pixel masks itself, from the model's masks(config),
+as buffers, which are not parameters and so are neither copied in nor handed back.
 """
 
 import copy

@@ -11,6 +11,15 @@ parameter names to the twin's state_dict names (torch_parameter_names).
 A class-conditional config (n_classes > 0) gives modules called as module(x, labels);
 the label enters as the paper's V^T h with h = one_hot(y): an nn.Linear(n_classes, C,
 bias=False) per conditioned layer, whose weight (C, n_classes) is our "....cond" array.
+
+Masks, grey and colour. Every conv, 1x1 included, is a MaskedConv2d whose (O, C, K, K)
+mask is its model module's own `masks(config)[our weight name]` (masks.py, colour.py), held as
+a buffer and multiplied into the weight in every forward: in grey the causal masks and
+all-ones 1x1 masks (a product by one, exact), in colour (config "channels": 3) the
+R -> G -> B sub-pixel masks. The input has image_channels(config) channels (1 or 3) and
+the head out_channels(config) = c P outputs. The masks are the one thing the twins take
+from us: what they check is the rest (the convolutions, the attention, autograd), on the
+same masked weights.
 """
 
 import numpy as np
@@ -18,21 +27,38 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .masks import causal_mask, horizontal_mask, vertical_mask
-from .pixelcnn import out_channels   # the same head as the NumPy models: 1, 256 or 3 n_mix logits
+from .colour import image_channels
+from .pixelcnn import out_channels   # the same head as the NumPy models: c x (1, 256 or 3 n_mix) logits
+
+
+def mask_buffer(mask):
+    return torch.tensor(np.array(mask, dtype=np.float32))             # a copy: ours are read-only
 
 
 class MaskedConv2d(nn.Conv2d):
-    """nn.Conv2d whose weight is multiplied by a fixed 0/1 mask in every forward."""
+    """nn.Conv2d whose weight (O, C, K, K) is multiplied by a fixed 0/1 mask, (O, C, K, K)
+    or (K, K) for every (o, c), in every forward. Square K x K kernels, K odd, padded to
+    keep the image size."""
 
     def __init__(self, cin, cout, mask, dilation=1):
-        k = mask.shape[0]
+        k = mask.shape[-1]
         super().__init__(cin, cout, k, padding=dilation * (k // 2), dilation=dilation)
-        self.register_buffer("mask", torch.tensor(np.asarray(mask, dtype=np.float32)))
+        self.register_buffer("mask", mask_buffer(mask))
 
     def forward(self, x):
         return F.conv2d(x, self.weight * self.mask.to(self.weight.dtype), self.bias,
                         padding=self.padding, dilation=self.dilation)
+
+
+class MaskedLinear(nn.Linear):
+    """nn.Linear whose weight (out, in) is multiplied by a fixed 0/1 mask (out, in)."""
+
+    def __init__(self, cin, cout, mask):
+        super().__init__(cin, cout)
+        self.register_buffer("mask", mask_buffer(mask))
+
+    def forward(self, x):
+        return F.linear(x, self.weight * self.mask.to(self.weight.dtype), self.bias)
 
 
 
@@ -65,18 +91,21 @@ def shift_down(x):
 
 class PixelCNN(nn.Module):
     """F x F mask A -> ReLU -> one K x K mask-B conv (dilation d_l) + ReLU per layer -> 1x1,
-    with optional label biases before every ReLU. The layers are pixelcnn.layers(config)."""
+    with optional label biases before every ReLU. The layers are pixelcnn.layers(config),
+    the masks conv{l}.w and out.w of pixelcnn.masks(config) (or `masks`, the same names
+    of another model's: AttentionPixelCNN's)."""
 
-    def __init__(self, config):
+    def __init__(self, config, masks=None):
         from .pixelcnn import layers
+        from .pixelcnn import masks as pixelcnn_masks
         super().__init__()
         self.config = dict(config)
-        h = config["hidden"]
-        self.convs = nn.ModuleList([MaskedConv2d(1 if l == 0 else h, h, causal_mask(K, mask_type), d)
-                                    for l, (K, mask_type, d) in enumerate(layers(config))])
+        h, m = config["hidden"], pixelcnn_masks(config) if masks is None else masks
+        self.convs = nn.ModuleList([MaskedConv2d(image_channels(config) if l == 0 else h, h, m[f"conv{l}.w"], d)
+                                    for l, (_, _, d) in enumerate(layers(config))])
         self.n_classes = config.get("n_classes", 0)
         self.cond = label_biases(self.n_classes, h, len(self.convs))
-        self.out = nn.Conv2d(h, out_channels(config), 1)
+        self.out = MaskedConv2d(h, out_channels(config), m["out.w"])
 
     def after_layer(self, l, x):
         """What follows layer l's ReLU: nothing in the plain stack."""
@@ -93,21 +122,34 @@ class PixelCNN(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """Single-head self-attention over raster positions, query p seeing keys q <= p
-    (torch's own causal scaled_dot_product_attention), on features plus a learned
-    position embedding; returns the block's output only (the caller adds the skip)."""
+    """Self-attention over raster positions (torch's own scaled_dot_product_attention),
+    on features plus a learned position embedding; returns the block's output only (the
+    caller adds the skip).
 
-    def __init__(self, channels, key_channels, height, width):
+    Grey (colours = 1): one head, query p seeing keys q <= p (is_causal). Colour
+    (colours = 3): one head per colour group of the key channels, keys q < p only (a
+    strictly lower-triangular attn_mask; row 0 sees nothing and gives 0), the query
+    projection and the output projection masked by attention.colour_masks (head g's
+    query reads groups <= g, output group g reads heads <= g)."""
+
+    def __init__(self, channels, key_channels, height, width, colours=1):
+        from .attention import colour_masks, head_slices
         super().__init__()
+        m = colour_masks(channels, key_channels, colours)
         self.pos = nn.Parameter(torch.zeros(channels, height, width))
-        self.q, self.v = nn.Linear(channels, key_channels), nn.Linear(channels, key_channels)
+        self.q, self.v = MaskedLinear(channels, key_channels, m["q.w"]), nn.Linear(channels, key_channels)
         self.k = nn.Linear(channels, key_channels, bias=False)           # a key bias cancels in the softmax
-        self.o = nn.Linear(key_channels, channels)
+        self.o = MaskedLinear(key_channels, channels, m["o.w"])
+        self.head_sizes = [e.stop - e.start for e in head_slices(key_channels, colours)]
+        self.strict = colours > 1
 
     def forward(self, x):
         N, C, H, W = x.shape
         u = (x + self.pos).flatten(2).transpose(1, 2)                     # (N, H*W, C)
-        o = F.scaled_dot_product_attention(self.q(u), self.k(u), self.v(u), is_causal=True)
+        q, k, v = (t.split(self.head_sizes, dim=2) for t in (self.q(u), self.k(u), self.v(u)))
+        earlier = torch.ones(H * W, H * W, dtype=torch.bool, device=x.device).tril(-1) if self.strict else None
+        o = torch.cat([F.scaled_dot_product_attention(qh, kh, vh, attn_mask=earlier, is_causal=not self.strict)
+                       for qh, kh, vh in zip(q, k, v)], dim=2)           # (N, H*W, d), heads side by side
         return self.o(o).transpose(1, 2).reshape(N, C, H, W)
 
 
@@ -116,10 +158,11 @@ class AttentionPixelCNN(PixelCNN):
     attention_every-th layer (attention_pixelcnn.py)."""
 
     def __init__(self, config):
-        from .attention_pixelcnn import attention_layers
-        super().__init__(config)
+        from .attention_pixelcnn import attention_layers, masks
+        super().__init__(config, masks(config))
         self.attns = nn.ModuleDict({str(l): CausalSelfAttention(config["hidden"], config["key_channels"],
-                                                                config["height"], config["width"])
+                                                                config["height"], config["width"],
+                                                                image_channels(config))
                                     for l in attention_layers(config)})
 
     def after_layer(self, l, x):
@@ -131,13 +174,16 @@ class AttentionPixelCNN(PixelCNN):
 # ----------------------------------------------------------------------------------
 
 class GatedLayer(nn.Module):
-    def __init__(self, cin, h, K, dilation, first, n_classes=0):
+    """Layer l of the two stacks; m the model's masks, l the layer (gated.masks: v{l}.w,
+    h{l}.w, link{l}.w, res{l}.w)."""
+
+    def __init__(self, cin, h, m, l, dilation, n_classes=0):
         super().__init__()
-        self.first = first
-        self.v = MaskedConv2d(cin, 2 * h, vertical_mask(K), dilation)
-        self.h = MaskedConv2d(cin, 2 * h, horizontal_mask(K, "A" if first else "B"), dilation)
-        self.link = nn.Conv2d(2 * h, 2 * h, 1)
-        self.res = None if first else nn.Conv2d(h, h, 1)
+        self.first = l == 0
+        self.v = MaskedConv2d(cin, 2 * h, m[f"v{l}.w"], dilation)
+        self.h = MaskedConv2d(cin, 2 * h, m[f"h{l}.w"], dilation)
+        self.link = MaskedConv2d(2 * h, 2 * h, m[f"link{l}.w"])
+        self.res = None if self.first else MaskedConv2d(h, h, m[f"res{l}.w"])
         if n_classes:
             self.vcond = nn.Linear(n_classes, 2 * h, bias=False)
             self.hcond = nn.Linear(n_classes, 2 * h, bias=False)
@@ -157,11 +203,12 @@ class GatedPixelCNN(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = dict(config)
-        h, K = config["hidden"], config["kernel_size"]
+        from .gated import masks
+        h, m = config["hidden"], masks(config)
         self.n_classes = config.get("n_classes", 0)
-        self.layers = nn.ModuleList([GatedLayer(1 if i == 0 else h, h, K, d, i == 0, self.n_classes)
-                                     for i, d in enumerate(config["dilations"])])
-        self.out = nn.Conv2d(h, out_channels(config), 1)
+        self.layers = nn.ModuleList([GatedLayer(image_channels(config) if l == 0 else h, h, m, l, d, self.n_classes)
+                                     for l, d in enumerate(config["dilations"])])
+        self.out = MaskedConv2d(h, out_channels(config), m["out.w"])
 
     def forward(self, x, labels=None):
         y = one_hot(labels, self.n_classes, x)
@@ -176,11 +223,13 @@ class GatedPixelCNN(nn.Module):
 # ----------------------------------------------------------------------------------
 
 class ResidualBlock(nn.Module):
-    def __init__(self, h, K, n_classes=0):
+    """Block b (1-based, as residual.py names it); m the model's masks."""
+
+    def __init__(self, h, m, b, n_classes=0):
         super().__init__()
-        self.reduce = nn.Conv2d(2 * h, h, 1)
-        self.conv = MaskedConv2d(h, h, causal_mask(K, "B"))
-        self.expand = nn.Conv2d(h, 2 * h, 1)
+        self.reduce = MaskedConv2d(2 * h, h, m[f"block{b}.reduce.w"])
+        self.conv = MaskedConv2d(h, h, m[f"block{b}.conv.w"])
+        self.expand = MaskedConv2d(h, 2 * h, m[f"block{b}.expand.w"])
         if n_classes:
             self.reduce_cond = nn.Linear(n_classes, h, bias=False)
             self.conv_cond = nn.Linear(n_classes, h, bias=False)
@@ -199,11 +248,12 @@ class ResidualPixelCNN(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = dict(config)
-        h, K, F_ = config["hidden"], config["kernel_size"], config["first_kernel_size"]
+        from .residual import masks
+        h, m = config["hidden"], masks(config)
         self.n_classes = config.get("n_classes", 0)
-        self.first = MaskedConv2d(1, 2 * h, causal_mask(F_, "A"))
-        self.blocks = nn.ModuleList([ResidualBlock(h, K, self.n_classes) for _ in range(config["n_blocks"])])
-        self.out = nn.Conv2d(2 * h, out_channels(config), 1)
+        self.first = MaskedConv2d(image_channels(config), 2 * h, m["conv0.w"])
+        self.blocks = nn.ModuleList([ResidualBlock(h, m, b, self.n_classes) for b in range(1, config["n_blocks"] + 1)])
+        self.out = MaskedConv2d(2 * h, out_channels(config), m["out.w"])
 
     def forward(self, x, labels=None):
         y = one_hot(labels, self.n_classes, x)
