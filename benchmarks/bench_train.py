@@ -4,6 +4,7 @@
     python benchmarks/bench_train.py --model default    # the default model of train_mnist.py (dilated)
     python benchmarks/bench_train.py --model gated      # the Gated PixelCNN (the default before 2026-11-25)
     python benchmarks/bench_train.py --reps 10 --threads 2
+    python benchmarks/bench_train.py --model default --threads 1 --no-rss   # one core, no RSS subprocesses
 
 Both sides run the same network on the same batch with the same number of threads,
 interleaved step by step in one process (these machines are shared and noisy, so
@@ -14,14 +15,18 @@ breakdown of where our step spends its time (per layer for the seed net; per fun
 from a profiled step for both), and the peak RSS of each side measured in a fresh
 subprocess that runs only that side (a few training steps).
 
+With --threads N > 1 it also times our step on one thread (engine and BLAS), interleaved
+with the others, and prints the scaling N threads / 1 thread.
+
 How far from the machine's limit: one instrumented step records every GEMM the engine
 runs (each `conv._correlate` and `conv._weight_grad` call: forward, dx and dW of every
 layer), counts its kept-tap multiply-adds (N*H*W * O * C*T, T kept taps; 2 FLOP each),
-then times this box's own sgemm (np.matmul, float32, the same threads) on each of those
-shapes as one whole-batch GEMM, in the same run. `kept-tap GFLOP / our step time` is the
-engine's effective rate; `sgemm time of the step's GEMMs / our step time` is the
-fraction of the matrix-multiply limit it reaches (everything else in the step, the
-gathers, ReLU, loss and Adam, counts against it).
+then times this box's own sgemm (np.matmul, float32) on that work in the same run, two
+ways: each product as one whole-batch GEMM (BLAS's N threads), and as the engine's own
+per-chunk GEMMs (one-thread BLAS, divided by N: the engine runs N chunks at a time).
+`kept-tap GFLOP / our step time` is the engine's effective rate; `sgemm time / our step
+time` is the fraction of the matrix-multiply limit it reaches (everything else in the
+step, the gathers, ReLU, loss and Adam, counts against it).
 PyTorch is optional: without it, only our timings are printed.
 """
 
@@ -47,6 +52,11 @@ def parse():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rss-child", choices=("ours", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="glibc malloc keeps freed memory for reuse (blas_setup.keep_freed_memory), in this "
+                        "process and so for both sides, and in the peak-RSS subprocesses")
+    p.add_argument("--no-scaling", action="store_true",
+                   help="skip timing ours on one thread too (done when --threads > 1, interleaved)")
     return p.parse_args()
 
 
@@ -143,27 +153,39 @@ def torch_setup(config, images):
 
 
 def profile_breakdown(s, top=10):
-    """Own time of the most expensive functions in one profiled training step, run without
-    the engine's worker threads (cProfile sees only the calling thread; with them it would
-    report their work as time spent waiting on a lock). BLAS keeps its own threads."""
+    """Own time of the most expensive functions in one profiled training step, run on one
+    thread (the engine's and BLAS's: cProfile sees only the calling thread; with worker
+    threads it would report their work as time spent waiting on a lock)."""
     import cProfile
     import pstats
+    prof = cProfile.Profile()
+
+    def profiled_step():
+        prof.enable()
+        ours_step(s)
+        prof.disable()
+    one_thread(profiled_step)
+    stats = pstats.Stats(prof).stats
+    rows = [(f"{func} ({os.path.basename(file)})", tt) for (file, line, func), (cc, nc, tt, ct, callers) in stats.items()]
+    return sorted(rows, key=lambda r: -r[1])[:top]
+
+
+def one_thread(f):
+    """Seconds of f() with the engine and BLAS held to one thread (then put back)."""
+    from threadpoolctl import threadpool_limits
     from pixelcnn_np.threads import THREADS_ENV
     before = os.environ.get(THREADS_ENV)
     os.environ[THREADS_ENV] = "1"
     try:
-        prof = cProfile.Profile()
-        prof.enable()
-        ours_step(s)
-        prof.disable()
+        with threadpool_limits(1, user_api="blas"):
+            t0 = time.perf_counter()
+            f()
+            return time.perf_counter() - t0
     finally:
         if before is None:
             del os.environ[THREADS_ENV]
         else:
             os.environ[THREADS_ENV] = before
-    stats = pstats.Stats(prof).stats
-    rows = [(f"{func} ({os.path.basename(file)})", tt) for (file, line, func), (cc, nc, tt, ct, callers) in stats.items()]
-    return sorted(rows, key=lambda r: -r[1])[:top]
 
 
 def torch_step(s):
@@ -176,23 +198,34 @@ def torch_step(s):
 
 
 def step_gemms(s):
-    """[(kind, M, K, N)] of every GEMM of one training step of ours (M x K times K x N),
-    recorded by wrapping the engine's two GEMM drivers for one step."""
+    """[(kind, M, K, N, chunks)] of every GEMM of one training step of ours (M x K times
+    K x N over the whole batch, which the engine runs as `chunks`, a list of (M, K, N) per
+    chunk of images: conv._image_chunks), recorded by wrapping the engine's two GEMM drivers
+    for one step."""
     from pixelcnn_np import conv
     shapes = []
     correlate, weight_grad = conv._correlate, conv._weight_grad
 
-    def rec_correlate(x, wk, taps, *a):
-        N, C, H, W = x.shape
-        if len(taps):
-            shapes.append(("y = Wk cols", wk.shape[0], wk.shape[1], N * H * W))
-        return correlate(x, wk, taps, *a)
+    def chunk_images(rows, N, HW, KH, KW):
+        if KH == 1 and KW == 1:                                  # 1x1: one GEMM per image
+            return [1] * N
+        return [n1 - n0 for n0, n1 in conv._image_chunks(rows, HW, N)]
 
-    def rec_weight_grad(x, dy, taps, *a):
+    def rec_correlate(x, wk, taps, dilation, KH, KW, *a):
         N, C, H, W = x.shape
+        O, CT = wk.shape
         if len(taps):
-            shapes.append(("dWk = dy cols^T", dy.shape[1], N * H * W, C * len(taps)))
-        return weight_grad(x, dy, taps, *a)
+            chunks = [(O, CT, n * H * W) for n in chunk_images(CT, N, H * W, KH, KW)]
+            shapes.append(("y = Wk cols", O, CT, N * H * W, chunks))
+        return correlate(x, wk, taps, dilation, KH, KW, *a)
+
+    def rec_weight_grad(x, dy, taps, dilation, KH, KW, *a):
+        N, C, H, W = x.shape
+        O, CT = dy.shape[1], C * len(taps)
+        if len(taps):                                            # the engine computes dWk^T = cols dy^T
+            chunks = [(CT, n * H * W, O) for n in chunk_images(CT, N, H * W, KH, KW)]
+            shapes.append(("dWk = dy cols^T", O, N * H * W, CT, chunks))
+        return weight_grad(x, dy, taps, dilation, KH, KW, *a)
     conv._correlate, conv._weight_grad = rec_correlate, rec_weight_grad
     try:
         ours_step(s)
@@ -202,33 +235,50 @@ def step_gemms(s):
 
 
 def sgemm_seconds(M, K, N, reps=3):
-    """Median seconds of this box's float32 np.matmul (M, K) @ (K, N)."""
+    """Median seconds of this box's float32 np.matmul (M, K) @ (K, N), operands warm
+    (written just before; in cache when they fit), into a preallocated output."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((M, K), dtype=np.float32)
     b = rng.standard_normal((K, N), dtype=np.float32)
-    a @ b
+    c = np.empty((M, N), dtype=np.float32)
+    np.matmul(a, b, out=c)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        a @ b
+        np.matmul(a, b, out=c)
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
 
-def limit_report(s, t_step):
+def limit_report(s, t_step, n_threads):
     """Lines: the step's kept-tap GFLOP, our effective GFLOP/s, and this box's sgemm
-    GFLOP/s on the same shapes (each distinct shape timed once, counted as often as run)."""
+    GFLOP/s on the same work, two ways: as one whole-batch GEMM per product (the shapes
+    issue 20 named), and as the engine's own per-chunk GEMMs (each distinct shape timed
+    once, counted as often as the step runs it). The chunk figure is the tighter limit:
+    those GEMMs' operands fit in cache, and BLAS runs them faster than the whole-batch ones.
+    The engine runs its chunks n_threads at a time, each on a one-thread BLAS, so the chunk
+    limit is their one-thread time divided by n_threads (perfect scaling); the whole-batch
+    GEMMs are timed with BLAS's n_threads threads."""
+    from threadpoolctl import threadpool_limits
     shapes = step_gemms(s)
-    counts = {}
-    for shape in shapes:
-        counts[shape] = counts.get(shape, 0) + 1
+    counts, chunk_counts = {}, {}
+    for kind, M, K, N, chunks in shapes:
+        counts[(kind, M, K, N)] = counts.get((kind, M, K, N), 0) + 1
+        for shape in chunks:
+            chunk_counts[shape] = chunk_counts.get(shape, 0) + 1
     flop = sum(2 * M * K * N * c for (_, M, K, N), c in counts.items())
     t_gemm = sum(sgemm_seconds(M, K, N) * c for (_, M, K, N), c in counts.items())
-    lines = [f"kept-tap work: {flop / 1e9:.1f} GFLOP per step in {len(shapes)} GEMMs"]
+    with threadpool_limits(1, user_api="blas"):
+        t_chunks = sum(sgemm_seconds(*shape, reps=9) * c for shape, c in chunk_counts.items()) / n_threads
+    lines = [f"kept-tap work: {flop / 1e9:.1f} GFLOP per step in {len(shapes)} GEMMs "
+             f"({sum(chunk_counts.values())} chunk GEMMs)"]
     for (kind, M, K, N), c in sorted(counts.items(), key=lambda kv: -kv[0][1] * kv[0][2] * kv[0][3] * kv[1]):
         lines.append(f"    {c:2d} x {kind:16s} {M:5d} x {K:6d} x {N:6d}")
-    lines.append(f"  this box's sgemm on those shapes: {t_gemm:.3f} s, {flop / 1e9 / t_gemm:.1f} GFLOP/s")
-    lines.append(f"  ours: {flop / 1e9 / t_step:.1f} GFLOP/s effective = {t_gemm / t_step:.0%} of the sgemm limit")
+    lines.append(f"  this box's sgemm, whole-batch shapes: {t_gemm:.3f} s, {flop / 1e9 / t_gemm:.1f} GFLOP/s")
+    lines.append(f"  this box's sgemm, the engine's chunk shapes (1-thread time / {n_threads}): {t_chunks:.3f} s, "
+                 f"{flop / 1e9 / t_chunks:.1f} GFLOP/s")
+    lines.append(f"  ours: {flop / 1e9 / t_step:.1f} GFLOP/s effective = {t_gemm / t_step:.0%} of the whole-batch "
+                 f"sgemm limit, {t_chunks / t_step:.0%} of the chunk-shape one")
     return lines
 
 
@@ -266,13 +316,17 @@ def rss_child(side, args):
 
 def measure_rss(side, args):
     out = subprocess.run([sys.executable, __file__, "--rss-child", side, "--batch-size", str(args.batch_size),
-                          "--threads", str(args.threads), "--model", args.model],
+                          "--threads", str(args.threads), "--model", args.model]
+                         + (["--keep-freed-memory"] if args.keep_freed_memory else []),
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
 def main():
     args = parse()
+    if args.keep_freed_memory:
+        from pixelcnn_np.blas_setup import keep_freed_memory
+        keep_freed_memory()
     # Our engine's threads (threads.py) follow BLAS's thread count: give BLAS --threads.
     from threadpoolctl import threadpool_limits
     threadpool_limits(args.threads, user_api="blas")
@@ -295,7 +349,8 @@ def main():
         ours_step(ours)
         if theirs:
             torch_step(theirs)
-    t_ours, t_torch = [], []
+    t_ours, t_torch, t_one = [], [], []
+    scaling = args.threads > 1 and not args.no_scaling
     for _ in range(args.reps):                         # interleaved, so both see the same noise
         t0 = time.perf_counter()
         ours_step(ours)
@@ -304,21 +359,27 @@ def main():
             t0 = time.perf_counter()
             torch_step(theirs)
             t_torch.append(time.perf_counter() - t0)
+        if scaling:                                    # ours again on one thread, for the scaling figure
+            t_one.append(one_thread(lambda: ours_step(ours)))
 
     print(f"{args.model} net, batch {args.batch_size}, float32, {args.threads} threads, {args.reps} reps; "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}")
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(auto)')}"
+          f"{'; malloc keeps freed memory' if args.keep_freed_memory else ''}")
     print(f"  ours    median {np.median(t_ours):.3f} s/step  (min {min(t_ours):.3f})")
+    if t_one:
+        print(f"  ours on 1 thread, same run: median {np.median(t_one):.3f} s/step; "
+              f"{args.threads} threads / 1 thread = {np.median(t_ours) / np.median(t_one):.2f}")
     if theirs:
         print(f"  PyTorch median {np.median(t_torch):.3f} s/step  (min {min(t_torch):.3f}), torch {torch.__version__}")
         print(f"  ratio ours/PyTorch = {np.median(t_ours) / np.median(t_torch):.3f}")
-    for line in limit_report(ours, float(np.median(t_ours))):
+    for line in limit_report(ours, float(np.median(t_ours)), args.threads):
         print(line)
     if config["model"] in ("pixelcnn", "dilated"):
         print("per-layer breakdown (ours, median seconds):")
         print(f"  {'layer':8s} {'forward':>8s} {'backward':>9s}")
         for name, f, b in ours_layer_breakdown(config, images):
             print(f"  {name:8s} {f:8.4f} {b:9.4f}")
-    print("where one step of ours spends its time (cProfile of a step without the engine's threads, own time per function, seconds):")
+    print("where one step of ours spends its time (cProfile of a step on one thread, own time per function, seconds):")
     for name, seconds in profile_breakdown(ours):
         print(f"  {seconds:7.3f}  {name}")
     if not args.no_rss:

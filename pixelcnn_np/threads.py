@@ -28,6 +28,7 @@ How many threads: PIXELCNN_NP_THREADS if set, else as many as OpenBLAS was allow
 BLAS limits us too. One thread runs everything in the calling thread, exactly as before.
 """
 
+import contextvars
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -90,7 +91,8 @@ def run_in_threads(work, items, threaded=True):
     `work` gets a list of items and must write only memory that belongs to them (or
     return its result, e.g. a partial sum). BLAS runs one thread per call while the
     groups run, and gets its own count back after. The groups and their order depend only
-    on the thread count, so results are deterministic for a given count.
+    on the thread count, so results are deterministic for a given count. Each group runs in
+    a copy of the caller's context variables, so np.errstate set by the caller holds there too.
     threaded=False runs one group here, with BLAS's own threads (for work too small to share).
     """
     in_worker = threading.current_thread().name.startswith("pixelcnn_np")
@@ -98,5 +100,6 @@ def run_in_threads(work, items, threaded=True):
     groups = split(items, n)
     if len(groups) <= 1:
         return [work(g) for g in groups]                     # one thread: here, as a plain loop
+    contexts = [contextvars.copy_context() for _ in groups]  # the caller's np.errstate etc., one copy per thread
     with _blas_controller().limit(limits=1):
-        return list(_get_pool(n).map(work, groups))
+        return list(_get_pool(n).map(lambda context, group: context.run(work, group), contexts, groups))

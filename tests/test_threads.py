@@ -49,6 +49,15 @@ def test_groups_run_on_separate_threads_with_one_blas_thread_and_blas_gets_its_c
     assert [lib["num_threads"] for lib in blas.info()] == before
 
 
+def test_the_workers_see_the_callers_errstate(monkeypatch):
+    """np.errstate is a context variable: a worker thread would otherwise not see it, and
+    the models' NaN-tolerant calls (check_finite=False under errstate) would warn."""
+    monkeypatch.setenv(threads.THREADS_ENV, "2")
+    with np.errstate(invalid="ignore", over="raise"):
+        seen = threads.run_in_threads(lambda g: (np.geterr()["invalid"], np.geterr()["over"]), range(4))
+    assert seen == [("ignore", "raise")] * 2
+
+
 def test_a_call_from_inside_a_worker_runs_serially(monkeypatch):
     """No pool inside the pool (it could deadlock once every worker waits on another)."""
     monkeypatch.setenv(threads.THREADS_ENV, "2")
