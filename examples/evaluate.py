@@ -22,7 +22,8 @@ from pixelcnn_np import cli
 from pixelcnn_np.data import DATA_DIR_ENV
 from pixelcnn_np.memory import forward_memory
 from pixelcnn_np.metrics import format_report, nll_report
-from pixelcnn_np.presets import GREY_DATASETS
+from pixelcnn_np.datasets import DATASETS
+from pixelcnn_np.models import dims_per_image
 from pixelcnn_np.progress import Progress
 from pixelcnn_np.train import evaluate
 
@@ -30,7 +31,7 @@ from pixelcnn_np.train import evaluate
 def build_parser():
     p = cli.OneLineParser(description="Test NLL of a pixelcnn_np checkpoint.")
     p.add_argument("--checkpoint", default=None, help="checkpoint.npz (default: the shipped pretrained model)")
-    p.add_argument("--dataset", choices=GREY_DATASETS, default=None,
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=None,
                    help="test set to evaluate on (default: the one the checkpoint was trained on, else mnist)")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV}, else ./data)")
     p.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate the first N test images only")
@@ -79,7 +80,7 @@ def main(argv=None):
         bar.close()
     else:
         nll = torch_nll(ck.params, ck.config, images, args.batch_size, labels, args.protocol, args.draws)
-    report = nll_report(nll, ck.config["height"] * ck.config["width"])
+    report = nll_report(nll, dims_per_image(ck.config))      # nats per image over H W (colour: 3 H W) numbers
     report["dataset"] = dataset
     if ck.config["pixels"] == "binary":
         report["protocol"] = args.protocol

@@ -83,13 +83,15 @@ def main(argv=None):
     if args.complete_rows is not None:
         if not 0 < args.complete_rows < H:
             parser.error(f"--complete-rows must lie in 1..{H - 1}, got {args.complete_rows}")
-        data = cli.load_data(args.data_dir, download=not args.no_download, splits=("test",))
+        dataset = ck.meta.get("run", {}).get("dataset", "mnist")          # the one it was trained on
+        data = cli.load_data(args.data_dir, download=not args.no_download, splits=("test",), dataset=dataset)
         originals, true_labels = cli.split(data, "test", config, limit=args.n)
         if n_classes:                              # complete each digit given its true label
             labels = np.tile(true_labels, args.completions)
         if config["pixels"] == "binary":
             originals = binarize(originals)
-        images, start = np.tile(originals, (args.completions, 1, 1)), args.complete_rows * W
+        images = np.tile(originals, (args.completions,) + (1,) * (originals.ndim - 1))
+        start = args.complete_rows * W
     count = len(images) if images is not None else args.n
     cli.check_memory(parser, sampling_memory(config, count, args.method), reduce="--n")
     bar = Progress(H * W - start, f"sampling {count} ({args.method})", enabled=not args.no_progress)
@@ -101,7 +103,8 @@ def main(argv=None):
     seconds = time.perf_counter() - t0
     vmax = 1 if config["pixels"] == "binary" else 255
     if originals is not None:
-        fig = completion_figure(originals, args.complete_rows, out.reshape(args.completions, args.n, H, W), vmax=vmax)
+        fig = completion_figure(originals, args.complete_rows, out.reshape((args.completions,) + originals.shape),
+                                vmax=vmax)
     else:
         what = f"rows: digits {','.join(map(str, digits))}, " if n_classes else ""
         fig = samples_figure(out, f"{args.n} samples ({what}{describe(config)}, T={args.temperature:g})",

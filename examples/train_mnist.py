@@ -6,6 +6,7 @@
     python examples/train_mnist.py --max-steps 50 --eval-limit 500   # a quick look: 50 steps
     python examples/train_mnist.py --resume               # continue runs/mnist
     python examples/train_mnist.py --conditional          # p(x | digit): sample a chosen digit
+    python examples/train_mnist.py --dataset fashion-mnist   # or kmnist; colour: train_colour.py
 
 Writes to --out: checkpoint.npz (weights, Adam state, config), metrics.json,
 loss_curve.png and samples.png. MNIST is read from --data-dir, else from the folder in
@@ -33,8 +34,8 @@ def build_parser():
     return training_parser()
 
 
-def main(argv=None):
-    parser = build_parser()
+def main(argv=None, parser=None):
+    parser = parser or build_parser()
     args, config, run = parse_training_flags(parser, argv)
     cli.check_memory(parser, training_step_memory(config, run["batch_size"]), reduce="--batch-size or --hidden")
     if args.n_samples:

@@ -108,8 +108,14 @@ def load_data(data_dir=None, download=True, splits=("train", "test"), dataset="m
 def split(data, name, config, limit=None):
     """(images (N, H, W) uint8, labels (N,) int64 or None): the first `limit` (None:
     all) images of split `name` ("train" or "test") of load_mnist's dict, with their
-    labels when `config` is class-conditional (the model is then p(x | y)), else None."""
+    labels when `config` is class-conditional (the model is then p(x | y)), else None.
+    Images of another shape than the model's ((H, W) grey, (3, H, W) colour) end the
+    script in one line: a grey model cannot read colour images, nor a 28x28 one 32x32."""
+    from .models import describe, image_shape
     images = data[f"{name}_images"][:limit]
+    if images.shape[1:] != image_shape(config):
+        fail(f"the {name} images have shape {images.shape[1:]}, but the model ({describe(config)}) reads "
+             f"{image_shape(config)}: choose the dataset it was trained on (--dataset)", 2)
     labels = data[f"{name}_labels"][:limit].astype(np.int64) if config.get("n_classes", 0) else None
     return images, labels
 

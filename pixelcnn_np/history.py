@@ -14,6 +14,7 @@ import numpy as np
 
 from .cli import atomic_write
 from .metrics import format_report, nll_report
+from .models import dims_per_image
 from .progress import format_seconds
 
 
@@ -33,7 +34,7 @@ def append_epoch(history, s, test, n_test, seconds, config, log=print):
     train = mean_train_loss(history, s.step - s.batches_per_epoch)
     history["epochs"].append({"epoch": s.epoch + 1, "step": s.step, "train": train, "test": test,
                               "seconds": seconds, "test_images": n_test})
-    D = config["height"] * config["width"]
+    D = dims_per_image(config)
     log(f"epoch {s.epoch + 1}: train {format_report(nll_report(train, D))}")
     log(f"epoch {s.epoch + 1}: test  {format_report(nll_report(test, D))} "
         f"({n_test} images) [{format_seconds(seconds)} elapsed]")
@@ -51,7 +52,7 @@ def append_final(history, epoch, batch, per_epoch, step, test, n_test, seconds):
 def metrics_doc(config, run, history):
     """The contents of metrics.json: config, run settings, test protocol, the epoch rows
     with their test NLL in every unit of metrics.nll_report."""
-    D = config["height"] * config["width"]
+    D = dims_per_image(config)
     rows = [dict(e, **{f"test_{k}": v for k, v in nll_report(e["test"], D).items()}) for e in history["epochs"]]
     protocol = run.get("test_protocol", "threshold") if config["pixels"] == "binary" else "8-bit pixels"
     return {"config": config, "run": run, "test_protocol": protocol, "epochs": rows}

@@ -84,7 +84,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import conv, threads
-from .models import get_model, loss_and_grad
+from .models import get_model, image_shape, loss_and_grad, model_input
 
 # malloc keeps some freed memory rather than returning it to the system (per-thread
 # arenas, fragmentation), so a process's peak RSS exceeds the peak of its live arrays:
@@ -165,9 +165,8 @@ def _step_probe(model, params, config, n):
     "forward": traced peak of the forward pass, "step": traced peak of forward, loss and
     backward}."""
     dtype = next(iter(params.values())).dtype
-    H, W = config["height"], config["width"]
-    pixels = np.zeros((n, H, W), dtype=np.uint8)                 # 0 is a valid binary and 8-bit pixel
-    x = np.zeros((n, 1, H, W), dtype=dtype)
+    pixels = np.zeros((n,) + image_shape(config), dtype=np.uint8)  # 0 is a valid binary and 8-bit pixel
+    x = model_input(pixels, config, dtype)                          # (n, c, H, W)
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()
@@ -193,7 +192,8 @@ def _sampler_probe(model, params, config, n):
 
 def per_image(config, dtype=np.float32, probe=_step_probe):
     """{quantity: bytes per image} at config's hidden h, each a + b h, from `probe` run on
-    2 images minus 1 image, at hidden 1 and at hidden 2 (see the module docstring).
+    2 images minus 1 image, at hidden h0 and at hidden 2 h0 (see the module docstring):
+    h0 = 1, or 3 for a colour model (one channel per colour at least).
     (If tracemalloc is already tracing, its peak is reset by the step probes.)"""
     def run(hidden, n):
         c = dict(config, hidden=hidden)
@@ -201,13 +201,14 @@ def per_image(config, dtype=np.float32, probe=_step_probe):
         params = model.init_params(c, np.random.default_rng(0), dtype)
         return probe(model, params, c, n)
 
-    run(2, 2)                   # warm up: compile the kernels, allocate the largest probe's gather buffers
+    h0 = config.get("channels", 1)
+    run(2 * h0, 2)              # warm up: compile the kernels, allocate the largest probe's gather buffers
     slopes = []
-    for hidden in (1, 2):
+    for hidden in (h0, 2 * h0):
         one, two = run(hidden, 1), run(hidden, 2)
         slopes.append({k: two[k] - one[k] for k in one})
     h = config["hidden"]
-    return {k: max(0, slopes[0][k] + (slopes[1][k] - slopes[0][k]) * (h - 1)) for k in slopes[0]}
+    return {k: max(0, slopes[0][k] + (slopes[1][k] - slopes[0][k]) * (h - h0) / h0) for k in slopes[0]}
 
 
 def cache_bytes_per_image(config, dtype=np.float32):
@@ -291,7 +292,7 @@ def sampling_memory(config, n_samples, method="cached", dtype=np.float64):
     """MemoryEstimate of sampling.sample(params, config, n_samples, method=method) in
     `dtype` (float64, as there, by default)."""
     itemsize = np.dtype(dtype).itemsize
-    images = n_samples * config["height"] * config["width"] * (1 + itemsize)   # uint8 images, float x
+    images = n_samples * config.get("channels", 1) * config["height"] * config["width"] * (1 + itemsize)  # uint8, float x
     if method == "naive":
         est = forward_memory(config, n_samples, dtype)
         del est.parts["allocator slack"]

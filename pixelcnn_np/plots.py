@@ -17,12 +17,15 @@ import numpy as np  # noqa: E402
 
 
 def image_grid(images, ncols=None, pad=1):
-    """(n, H, W) images -> one (rows*(H+pad)+pad, cols*(W+pad)+pad) mosaic array."""
+    """(n, H, W) grey or (n, 3, H, W) colour images -> one mosaic array,
+    (rows*(H+pad)+pad, cols*(W+pad)+pad), with a trailing RGB axis of 3 for colour."""
     images = np.asarray(images, dtype=np.float64)
-    n, H, W = images.shape
+    if images.ndim == 4:                                   # colour: channels last, as imshow wants
+        images = images.transpose(0, 2, 3, 1)
+    n, H, W = images.shape[:3]
     ncols = ncols or int(math.ceil(math.sqrt(n)))
     nrows = int(math.ceil(n / ncols))
-    grid = np.full((nrows * (H + pad) + pad, ncols * (W + pad) + pad), 0.5)
+    grid = np.full((nrows * (H + pad) + pad, ncols * (W + pad) + pad) + images.shape[3:], 0.5)
     for k in range(n):
         r, c = divmod(k, ncols)
         grid[pad + r * (H + pad):pad + r * (H + pad) + H, pad + c * (W + pad):pad + c * (W + pad) + W] = images[k]
@@ -30,7 +33,7 @@ def image_grid(images, ncols=None, pad=1):
 
 
 def samples_figure(images, title="Samples", vmax=1, ncols=None):
-    """A grid of sampled images (n, H, W) with values in [0, vmax]."""
+    """A grid of sampled images, (n, H, W) grey or (n, 3, H, W) RGB, values in [0, vmax]."""
     grid = image_grid(np.asarray(images) / vmax, ncols=ncols)
     fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]))
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -124,14 +127,15 @@ def completion_figure(originals, rows, completions, vmax=1):
     """Occlusion completion: originals, the top `rows` rows kept (the rest grey), and the
     model's completions, one row of the figure per completion.
 
-    originals (n, H, W); completions (k, n, H, W) or (n, H, W); values in [0, vmax].
+    originals (n, H, W) grey or (n, 3, H, W) colour; completions (k, n, ...) or one
+    (n, ...) set of the same images; values in [0, vmax].
     """
     originals = np.asarray(originals) / vmax
     completions = np.asarray(completions) / vmax
-    if completions.ndim == 3:
+    if completions.ndim == originals.ndim:
         completions = completions[None]
     occluded = originals.astype(np.float64).copy()
-    occluded[:, rows:, :] = 0.5
+    occluded[..., rows:, :] = 0.5
     n = len(originals)
     panels = [(originals, "original test digits"), (occluded, f"input: top {rows} rows kept")]
     panels += [(c, f"completion {i + 1} (sampled by the model)") for i, c in enumerate(completions)]

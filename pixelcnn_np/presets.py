@@ -47,8 +47,9 @@ def dilation_list(text):
     return text
 
 
-def training_parser(description=None):
-    """The flags of train_mnist.py (train_torch.py takes them all and adds its own)."""
+def training_parser(description=None, dataset="mnist"):
+    """The flags of train_mnist.py (train_torch.py takes them all and adds its own;
+    train_colour.py the same with another default dataset)."""
     p = OneLineParser(
         description=description or "Train a hand-written NumPy PixelCNN on MNIST (CPU). Without flags: "
                                    "the default preset, a dilated PixelCNN trained for 15 minutes.",
@@ -85,9 +86,10 @@ def training_parser(description=None):
     g.add_argument("--conditional", action="store_true",
                    help="class-conditional: learn p(image | digit label), a learned per-channel bias per label "
                         "in every layer (every model); sample a digit with sample.py --digits")
-    g.add_argument("--pixels", choices=("binary", "8bit", "logistic"), default="binary",
-                   help="binary: sigmoid head on binarized MNIST (default); 8bit: 256-way softmax on raw pixels; "
-                        "logistic: raw pixels under PixelCNN++'s discretized logistic mixture (--n-mix components)")
+    g.add_argument("--pixels", choices=("binary", "8bit", "logistic"), default=None,
+                   help="binary: sigmoid head on binarized pixels (grey datasets' default); 8bit: 256-way softmax "
+                        "on raw pixels (colour datasets' default); logistic: raw pixels under PixelCNN++'s "
+                        "discretized logistic mixture (--n-mix components). Colour: one of each per R, G, B")
     g.add_argument("--n-mix", type=positive_int, default=None,
                    help="with --pixels logistic: mixture components per pixel (default 5; 3 outputs each)")
     g.add_argument("--hidden", type=positive_int, default=None, help="channels of every hidden layer {default: 64, seed: 64}")
@@ -101,10 +103,10 @@ def training_parser(description=None):
     g.add_argument("--key-channels", type=positive_int, default=None,
                    help="attention: channels of the queries, keys and values {8}")
     g = p.add_argument_group("input/output")
-    g.add_argument("--dataset", choices=GREY_DATASETS, default="mnist",
-                   help="the 28x28 grey images to model: mnist (default), fashion-mnist or kmnist, "
-                        "each checked by its own checksums (datasets.py); colour datasets need "
-                        "colour masks, which the models do not have yet")
+    g.add_argument("--dataset", choices=sorted(DATASETS), default=dataset,
+                   help=f"the images to model (default {dataset}), each checked by its own checksums "
+                        "(datasets.py): grey 28x28 mnist, fashion-mnist, kmnist; colour cifar-10 (32x32) and "
+                        "colour-mnist-v1 (built offline from MNIST), modelled R -> G -> B within each pixel")
     g.add_argument("--data-dir", default=None,
                    help=f"folder with the four MNIST files (default: ${DATA_DIR_ENV}, else ./data, downloading if missing)")
     g.add_argument("--no-download", action="store_true", help="fail instead of downloading missing MNIST files")
@@ -119,10 +121,6 @@ def training_parser(description=None):
     g.add_argument("--n-samples", type=non_negative_int, default=16, help="digits to sample at the end (0: none; default 16)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     return p
-
-
-# The datasets the (grey, one-channel) models can train on today.
-GREY_DATASETS = tuple(name for name, spec in DATASETS.items() if spec["channels"] == 1)
 
 
 def resolve(args):
@@ -144,8 +142,14 @@ def resolve(args):
         args.epochs = 1000                    # a time or step budget alone: epochs are only an upper bound
     model = args.model or preset["model"]
     arch = dict(preset["arch"]) if model == preset["model"] else {}
+    spec = DATASETS[args.dataset]                 # the images fix the model's input: size and colour
+    if args.pixels is None:
+        args.pixels = "binary" if spec["channels"] == 1 else "8bit"
+    if args.binarize == "dynamic" and args.pixels != "binary":
+        raise ValueError(f"--binarize dynamic applies to --pixels binary only (got --pixels {args.pixels})")
     given = {"hidden": args.hidden, "kernel_size": args.kernel_size, "pixels": args.pixels, "n_mix": args.n_mix,
-             "n_classes": 10 if args.conditional else None}
+             "n_classes": 10 if args.conditional else None, "channels": spec["channels"],
+             "height": spec["shape"][0], "width": spec["shape"][1]}
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
     m = MODELS[model]                         # each model says which flags it takes (models.py)

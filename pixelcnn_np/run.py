@@ -56,7 +56,7 @@ from .cli import fail, split
 from .conditioning import n_classes
 from .history import append_epoch, append_final, new_history, print_table, write_metrics
 from .metrics import format_report, nll_report
-from .models import get_model
+from .models import dims_per_image, get_model, image_shape
 from .plots import loss_curve_figure, samples_figure, save_figure
 from .progress import Progress, format_seconds
 from .sampling import sample_cached
@@ -100,7 +100,7 @@ def time_forward(params, config, n):
     """Seconds for one forward pass on n images (second of two calls: the first one
     pays for loading compiled kernels and first-touch memory)."""
     model = get_model(config)
-    x = np.zeros((n, 1, config["height"], config["width"]), dtype=np.float32)
+    x = np.zeros((n, config.get("channels", 1), config["height"], config["width"]), dtype=np.float32)
     labels = np.zeros(n, dtype=np.int64) if n_classes(config) else None
     model.forward(params, x, config, labels=labels)
     t0 = time.perf_counter()
@@ -113,7 +113,7 @@ def time_sampling(params, config, n):
     H, W = config["height"], config["width"]
     t0 = time.perf_counter()
     labels = np.zeros(n, dtype=np.int64) if n_classes(config) else None
-    sample_cached(params, config, n, np.random.default_rng(0), images=np.zeros((n, H, W), np.uint8),
+    sample_cached(params, config, n, np.random.default_rng(0), images=np.zeros((n,) + image_shape(config), np.uint8),
                   start=(H - 2) * W, labels=labels)
     return (time.perf_counter() - t0) * H / 2
 
@@ -294,7 +294,7 @@ def train(engine, config, run, start, train_set, test_set, out, *, max_steps=Non
     out, main = Path(out), engine.rank == 0
     ckpt_path = out / "checkpoint.npz"
     log = print if main else (lambda *a, **k: None)
-    D = config["height"] * config["width"]
+    D = dims_per_image(config)
     train_images, train_labels = train_set
     test = _first(test_set, eval_limit)
     by_epochs = run["minutes"] is None and run.get("max_steps") is None

@@ -12,7 +12,7 @@ N processes, one global batch. Every rank draws the same global batch of B image
 permutation, same binarization), keeps its own contiguous share of the rows (`shard`),
 and back-propagates
 
-    loss_r = N / (B D) * sum_{n in rank r's rows} sum_p NLL(x_np)          (D = H * W)
+    loss_r = N / (B D) * sum_{n in rank r's rows} sum_p NLL(x_np)          (D = H * W, colour 3 H W)
 
 DistributedDataParallel averages gradients over ranks, (1/N) sum_r d loss_r / d theta =
 d/d theta [(1/(B D)) sum_{all n, p} NLL]: the gradient of the mean NLL of the whole batch,
@@ -37,8 +37,7 @@ import torch.nn.functional as F
 from .cli import load_data as load_mnist_or_exit
 from .conditioning import n_classes
 from .data import binarize_test_set
-from .losses import per_pixel_nll
-from .models import model_input
+from .models import dims_per_image, model_input, per_pixel_nll
 from .run import EVAL_BATCH
 from .torch_bridge import from_torch, parameter_names, to_torch
 from .train import NonFiniteError, Step, epoch_order, prepare_batch
@@ -154,11 +153,13 @@ def adam_step_torch(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-8):
 
 
 def batch_tensors(pixels, labels, config, device, dtype):
-    """pixels (B, H, W) 0/1 or 0..255, labels (B,) -> the network's input x (B, 1, H, W),
-    the loss target (x itself for binary pixels, (B, H, W) int64 for 8-bit) and the
+    """pixels (B, H, W) (colour (B, 3, H, W)) 0/1 or 0..255, labels (B,) -> the network's
+    input x (B, c, H, W), the loss target (x itself for binary pixels, (B, c, H, W) int64
+    for 8-bit) and the
     labels as int64 (B,) for a class-conditional config, else None."""
     x = torch.from_numpy(model_input(pixels, config, dtype)).to(device)
-    target = x if config["pixels"] == "binary" else torch.from_numpy(pixels.astype(np.int64)).to(device)
+    target = x if config["pixels"] == "binary" else torch.from_numpy(
+        np.asarray(pixels, dtype=np.int64).reshape(x.shape)).to(device)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device) if n_classes(config) > 0 else None
     return x, target, y
 
@@ -169,7 +170,13 @@ def run_network(net, x, y):
 
 
 def summed_nll(logits, target, config):
-    """-sum of log p(x_p | x_<p) over every pixel of the batch, in nats (a 0-d tensor)."""
+    """-sum of log p(x_p | x_<p) over every pixel (colour: sub-pixel) of the batch, in
+    nats (a 0-d tensor). target (B, c, H, W); in colour each colour's P logits, R's first,
+    are scored as one grey image's (models._per_colour)."""
+    B, _, H, W = logits.shape
+    c = target.shape[1]
+    logits = logits.reshape(B * c, -1, H, W)
+    target = target.reshape(B * c, 1, H, W) if config["pixels"] == "binary" else target.reshape(B * c, H, W)
     if config["pixels"] == "binary":
         return F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
     if config["pixels"] == "logistic":
@@ -217,7 +224,7 @@ def torch_training_steps(net, params, opt_state, train_images, train_labels, con
     """
     device, dtype = next(iter(params.values())).device, next(iter(params.values())).dtype
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    n, D = len(train_images), config["height"] * config["width"]
+    n, D = len(train_images), dims_per_image(config)
     per_epoch = -(-n // batch_size)                                      # ceil(n / batch_size)
     step = opt_state["t"]
     for epoch in range(start_epoch, epochs):
@@ -260,13 +267,13 @@ def test_nll(module, config, images, labels=None, protocol="threshold", rank=0, 
         pixels = images[s:e]
         x, _, y = batch_tensors(pixels, None if labels is None else labels[s:e], config, p.device, np_dtype)
         logits = run_network(module, x, y).cpu().numpy()                                  # (b, c_out, H, W)
-        total += float(per_pixel_nll(logits, pixels, config["pixels"], config.get("n_mix")).astype(np.float64).sum())
-    return sum_over_ranks(total, p.device) / (len(images) * config["height"] * config["width"])
+        total += float(per_pixel_nll(logits, pixels, config).astype(np.float64).sum())
+    return sum_over_ranks(total, p.device) / (len(images) * dims_per_image(config))
 
 
 def time_forward(module, config, n):
     """Seconds for one forward pass of the torch module on n images (second of two calls)."""
-    x = torch.zeros((n, 1, config["height"], config["width"]), dtype=next(module.parameters()).dtype,
+    x = torch.zeros((n, config.get("channels", 1), config["height"], config["width"]), dtype=next(module.parameters()).dtype,
                     device=next(module.parameters()).device)
     y = torch.zeros(n, dtype=torch.int64, device=x.device) if n_classes(config) > 0 else None
     with torch.no_grad():
