@@ -163,22 +163,15 @@ def init_params(config, rng, dtype=np.float32):
     feature's worth of variance in all (the reasoning of residual.py's expand layer);
     pos standard normal, as large as the features, so that positions are told apart
     from the first step. In colour the masked q and o rows are scaled to the inputs
-    they keep, as init.py does for a conv: row e of Wq ~ N(0, 1 / kept[e]) * Mq[e]."""
+    they keep (init.py): row e of Wq ~ N(0, 1 / kept[e]) * Mq[e]."""
     B = max(1, len(attention_layers(config)))
     m = masks(config)
 
     def rule(name, shape):                                          # -> (gain, mask)
         if name.startswith("attn"):
-            return (1.0 / B if name.endswith(".o.w") else 1.0), None    # (d, h) or (h, d) matrices
+            return (1.0 / B if name.endswith(".o.w") else 1.0), m.get(name)  # (d, h) / (h, d) matrices
         return (1.0 if name == "out.w" else 2.0), m[name]
-    params = _init_params(param_shapes(config), rng, dtype, rule)
-    if image_channels(config) > 1:
-        for l in attention_layers(config):
-            for part in ("q.w", "o.w"):                             # drawn as N(0, gain / n_inputs): rescale
-                w, mask = params[f"attn{l}.{part}"], m[f"attn{l}.{part}"]
-                kept = mask.sum(axis=1, keepdims=True)              # inputs each row reads
-                params[f"attn{l}.{part}"] = (w * mask * np.sqrt(mask.shape[1] / kept)).astype(dtype)
-    return params
+    return _init_params(param_shapes(config), rng, dtype, rule)
 
 
 def forward(params, x, config, labels=None):

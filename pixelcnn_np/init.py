@@ -5,8 +5,9 @@ matrix, is drawn as
 
     w[o, c, ky, kx] ~ N(0, gain / fan_in) * mask[ky, kx]        fan_in = C * sum(mask)
 
-or, under a colour layer's (O, C, K, K) mask (masks.subpixel_mask), with each output's
-own count fan_in[o] = sum over (c, ky, kx) of mask[o, c, ky, kx].
+or, under a mask of the weight's own shape (a colour layer's (O, C, K, K) mask,
+masks.subpixel_mask, or an attention projection's (O, C) one), with each output's own
+count fan_in[o] = sum over (c, ky, kx) of mask[o, c, ky, kx].
 
 fan_in counts the inputs one output really reads: a masked tap reads nothing, so it
 does not count, and it starts (and, since its gradient is zero, stays) at exactly 0.
@@ -29,8 +30,8 @@ import numpy as np
 
 def init_params(shapes, rng, dtype, rule):
     """shapes {name: shape} (a model's param_shapes), rng a np.random.Generator, and
-    rule(name, shape) -> (gain, mask) for every weight: mask (K, K) or (O, C, K, K) of
-    0/1, or None for a 1x1 conv or a matrix (every input kept). Returns {name: array}."""
+    rule(name, shape) -> (gain, mask) for every weight: mask (K, K), or of the weight's
+    own shape, of 0/1, or None (every input kept). Returns {name: array of dtype}."""
     params = {}
     for name, shape in shapes.items():
         if name.endswith((".b", ".cond")):
@@ -42,8 +43,8 @@ def init_params(shapes, rng, dtype, rule):
         gain, mask = rule(name, shape)
         if mask is None:
             mask = np.ones(shape[2:])                       # (1, 1) for a 1x1 conv, () for a matrix
-        if mask.ndim == 4:                                  # per output: what its mask keeps
-            fan_in = np.maximum(mask.sum(axis=(1, 2, 3)), 1).reshape(-1, 1, 1, 1)
+        if mask.shape == tuple(shape):                      # a mask per weight: each output's own count
+            fan_in = np.maximum(mask.reshape(shape[0], -1).sum(axis=1), 1).reshape((-1,) + (1,) * (len(shape) - 1))
         else:
             fan_in = shape[1] * mask.sum()                  # C inputs times the kept taps
         w = rng.standard_normal(shape) * np.sqrt(gain / fan_in) * mask

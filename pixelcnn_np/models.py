@@ -8,6 +8,9 @@ provides these names, and nothing outside it knows more about the model than the
 
   the network, a pair of plain functions and the parameters they use
     param_shapes(config)                    -> {name: shape}, in the order forward uses them
+    masks(config)                           -> {weight name: 0/1 mask of its shape}: what each
+                                               masked weight may use (colour.layer_mask; the
+                                               same arrays init, forward and the sampler use)
     init_params(config, rng, dtype=float32) -> params, {name: array} (init.py)
     forward(params, x, config, labels=None) -> (logits, cache)
         x (N, c, H, W) float (model_input), logits (N, out_channels, H, W); labels (N,)
@@ -66,7 +69,7 @@ from . import losses
 
 # Every name a model module provides (see above).
 CONTRACT = (
-    "param_shapes", "init_params", "forward", "backward", "out_channels",
+    "param_shapes", "masks", "init_params", "forward", "backward", "out_channels",
     "sampler_init", "sampler_logits", "sampler_row_done",
     "DEFAULTS", "CONDITIONAL", "DISPLAY_NAME", "LAYERS_KEY", "reach", "TORCH_TWIN", "torch_parameter_names",
 )
@@ -135,8 +138,6 @@ def make_config(model="pixelcnn", **overrides):
         config["n_classes"] = k
     channels = overrides.pop("channels", None)
     if channels not in (None, 1):                      # the key exists only for colour
-        if not getattr(MODELS[model], "COLOUR", True):
-            raise ValueError(f"model {model!r} has no colour version yet")
         config["channels"] = channels
     n_mix = overrides.pop("n_mix", None)
     if overrides.get("pixels") == "logistic":         # the key exists only for this pixel type

@@ -1,6 +1,6 @@
 """The PyTorch twins in colour (skipped when torch is not installed).
 
-For every model with a colour version (its module does not set COLOUR = False), a
+For every model (each has a colour version), a
 colour config ("channels": 3) builds its twin through torch_bridge.to_torch: 3 input
 channels, the head's 3 P outputs, and in every conv (1x1 included) the model's own
 (O, C, K, K) sub-pixel mask as a buffer; the attention twin has one head per colour,
@@ -19,7 +19,7 @@ from pixelcnn_np.models import MODELS, get_model, loss_and_grad, make_config, mo
 
 torch = pytest.importorskip("torch")
 
-COLOUR_NAMES = sorted(name for name, m in MODELS.items() if getattr(m, "COLOUR", True))
+COLOUR_NAMES = sorted(MODELS)                  # every model has a colour version
 # (model, n_classes, pixels): conditional where the model can be, with the softmax head
 CASES = [(name, k, pixels) for name in COLOUR_NAMES for pixels in ("binary", "8bit", "logistic")
          for k in ((0, 3) if MODELS[name].CONDITIONAL and pixels == "8bit" else (0,))]
@@ -103,7 +103,7 @@ def test_colour_twin_masks_are_the_models(name):
     buffers = dict(module.named_buffers())
     names = parameter_names(config)
     # (the "dilated" variant's namespace carries only models.CONTRACT, which lacks masks: it is pixelcnn's)
-    masks = getattr(get_model(config), "masks", pixelcnn.masks)(config)
+    masks = get_model(config).masks(config)
     for ours, m in masks.items():
         theirs = names[ours].rsplit(".", 1)[0] + ".mask"
         np.testing.assert_array_equal(np.broadcast_to(buffers[theirs].numpy(), m.shape), m, err_msg=ours)
