@@ -440,3 +440,93 @@ def save_sampling_animation(images, path, every=28, ncols=None, fps=12, vmax=1):
         if os.path.exists(tmp):
             os.remove(tmp)
         plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------
+# Colour: the sub-pixel masks and each colour's receptive field
+# ----------------------------------------------------------------------------------
+
+COLOUR_NAMES = ("R", "G", "B")
+COLOUR_RGB = ((0.85, 0.15, 0.15), (0.1, 0.6, 0.15), (0.15, 0.3, 0.9))
+
+
+def subpixel_masks_figure(kernel_size=3):
+    """The sub-pixel masks of a 3 -> 3 colour layer (masks.subpixel_mask), mask A and
+    mask B side by side: for every output colour (row) and input colour (column), the
+    K x K taps that output reads of that input, kept taps in the input's colour. Off the
+    centre every panel is the grey causal mask; the centre tap (red box) is where the
+    colours differ: A lets G read R and B read R and G; B also lets each read itself.
+    Each panel's image data is an (K, K, 3) RGB array: grey where masked."""
+    from matplotlib.patches import Rectangle
+
+    from .masks import causal_mask, channel_groups, subpixel_mask
+
+    K, r = kernel_size, kernel_size // 2
+    rgb = channel_groups(3)
+    fig, axes = plt.subplots(3, 7, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1, 1, 1, 0.35, 1, 1, 1]})
+    for t, mask_type in enumerate(("A", "B")):
+        m = subpixel_mask(causal_mask(K, mask_type), mask_type, rgb, rgb)      # (3, 3, K, K)
+        for o in range(3):
+            for c in range(3):
+                ax = axes[o, 4 * t + c]
+                panel = np.full((K, K, 3), 0.82)
+                panel[m[o, c] > 0] = COLOUR_RGB[c]
+                ax.imshow(panel, interpolation="nearest")
+                ax.add_patch(Rectangle((r - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="black", lw=2))
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if o == 0:
+                    ax.set_title(f"input {COLOUR_NAMES[c]}", fontsize=9)
+                if c == 0:
+                    ax.set_ylabel(f"output {COLOUR_NAMES[o]}", fontsize=9)
+        axes[0, 4 * t + 1].text(0.5, 1.45, f"mask {mask_type}" + (" (first layer)" if mask_type == "A" else
+                                                                  " (every later layer, 1x1 too)"),
+                                transform=axes[0, 4 * t + 1].transAxes, ha="center", fontsize=11)
+    for o in range(3):
+        axes[o, 3].axis("off")
+    fig.suptitle(f"Sub-pixel masks of a {K}x{K} colour layer: which taps of each input colour an output colour "
+                 f"reads\n(black box: the pixel p being written; coloured: kept, grey: masked)", fontsize=10, y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
+    return fig
+
+
+def colour_receptive_field_figure(fields, i, j, title, regions=None):
+    """Receptive fields of a colour model's prediction at p = (i, j), colour by colour.
+
+    fields  (3, 3, H, W): fields[k, c] = |d logits of colour k at p / d input colour c|
+            (receptive_field.receptive_field(..., colour=k)[c]);
+    regions (3, 3, H, W) bool or None: receptive_field.theoretical_region(colour=k)[c],
+            outlined, its zero-gradient pixels (a blind spot) painted red.
+    Rows: the predicted colour (R, G, B of p); columns: the input colour."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
+
+    fields = np.asarray(fields, dtype=np.float64)
+    positive = fields[fields > 0]
+    vmin, vmax = (positive.min(), positive.max()) if positive.size else (1e-3, 1.0)
+    norm = LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    H, W = fields.shape[2:]
+    fig, axes = plt.subplots(3, 3, figsize=(9, 9), layout="constrained")
+    im = None
+    for k in range(3):
+        for c in range(3):
+            ax, field = axes[k, c], fields[k, c]
+            im = ax.imshow(field, cmap=cmap, norm=norm, interpolation="nearest")
+            detail = f"{int((field > 0).sum())} pixels"
+            if regions is not None:
+                region = np.asarray(regions[k, c], dtype=bool)
+                blind = region & (field == 0)
+                overlay = np.zeros((H, W, 4))
+                overlay[blind] = BLIND_SPOT_RGBA
+                ax.imshow(overlay, interpolation="nearest")
+                _outline_region(ax, region, colors="black", linewidths=1.2)
+                detail = f"{int((region & (field > 0)).sum())} of {int(region.sum())} in reach, {int(blind.sum())} blind"
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{COLOUR_NAMES[k]}_p from input {COLOUR_NAMES[c]}: {detail}", fontsize=8)
+    fig.colorbar(im, ax=list(axes.ravel()), label="|d logits / d input| (log scale)", shrink=0.6)
+    fig.suptitle(f"{title}\nwhich input sub-pixels move the prediction of each colour at p = ({i}, {j}) "
+                 f"(red box; red fill: blind spot)", fontsize=10)
+    return fig
