@@ -36,6 +36,15 @@ Two implementations live here:
   the chunks are shared out, whole chunks per thread, each with a one-thread BLAS
   (`threads.py`), in every layer: one rule from 1 to 16 cores.
 
+  Why this and not something cleverer (measured on a 2-core Intel Xeon VM with AVX-512,
+  float32, one thread, 3x3 mask B, 64 channels, batch 64; benchmarks/results/step_times.md,
+  2026-12-02): per-tap GEMMs on shifted views of one padded buffer (no gather at all:
+  y += w_t (O, C) @ x_padded[shifted] (C, H * Wp), BLAS with beta = 1) took 44-53 ms per
+  forward against this engine's 33-36 ms, because five K = 64 products accumulating into
+  y run slower than one K = 320 product; with 4 or 16 images per product, 47-71 ms. The
+  GEMMs here run at the rate this BLAS reaches on their shapes (about 105-110 GFLOP/s,
+  against 136-141 for 2048^3); the gather costs about a sixth of them.
+
 The public pair `masked_conv2d_forward` / `masked_conv2d_backward` is the engine with
 the causal mask of `masks.py`.
 """
@@ -55,13 +64,14 @@ from .validation import check_float_array, check_positive_int, check_same_dtype
 _CHUNK_ELEMENTS = 1 << 18
 
 # One threading rule for every layer and core count (threads.py): a layer's images are cut
-# into at least as many chunks as there are threads, and each thread gathers and multiplies
-# its own chunks with a one-thread BLAS. Measured (2 shared cores, default net, whole steps,
-# interleaved in one process, benchmarks/results/step_times.md 2026-12-02) against leaving
-# small layers to OpenBLAS's threads, the rule before: OpenBLAS's threads wait for each other
-# at every GEMM, and on a core that something else also uses that wait is where the time
-# goes. Kept at 1 (every layer is shared) because memory.py reads it for its estimate of
-# the column buffers.
+# into a multiple of n_threads() chunks (`_image_chunks`), and each thread gathers and
+# multiplies its own run of chunks with a one-thread BLAS. Measured on 2 cores, default
+# net, whole steps interleaved in one process (benchmarks/results/step_times.md, 2026-12-02):
+# 0.450 s against 0.512 s for the rule before (layers of fewer than 1024 gathered rows left
+# to OpenBLAS's threads) and 0.512 s for BLAS's threads everywhere. OpenBLAS's threads
+# meet at the end of every product, and on a core that something else also uses, that
+# wait is where the time goes. Kept, at 1 (every layer is shared), because memory.py
+# reads it for its estimate of the column buffers.
 _THREADED_MIN_ROWS = 1
 
 # One reusable column buffer per dtype and thread (threads.py runs chunks on several
