@@ -30,14 +30,15 @@ from pixelcnn_np.train import evaluate
 
 def build_parser():
     p = cli.OneLineParser(description="Test NLL of a pixelcnn_np checkpoint.")
-    p.add_argument("--checkpoint", default=None, help="checkpoint.npz (default: the shipped pretrained model)")
+    p.add_argument("--checkpoint", default=None, help=cli.checkpoint_help())
     p.add_argument("--dataset", choices=sorted(DATASETS), default=None,
                    help="test set to evaluate on (default: the one the checkpoint was trained on, else mnist)")
     p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV}, else ./data)")
     p.add_argument("--limit", type=cli.positive_int, default=None, help="evaluate the first N test images only")
-    p.add_argument("--protocol", choices=("threshold", "stochastic"), default="threshold",
-                   help="binary test digits: threshold (pixel >= 128, default) or stochastic "
-                        "(fixed-seed Bernoulli(pixel/255) draws, as in the papers)")
+    p.add_argument("--protocol", choices=("threshold", "stochastic"), default=None,
+                   help="binary test digits: threshold (pixel >= 128) or stochastic (fixed-seed "
+                        "Bernoulli(pixel/255) draws, as in the papers) (default: the checkpoint's own, "
+                        "else threshold)")
     p.add_argument("--draws", type=cli.positive_int, default=1,
                    help="with --protocol stochastic: the mean over this many test-set draws (default 1)")
     p.add_argument("--backend", choices=("numpy", "torch"), default="numpy")
@@ -61,7 +62,10 @@ def torch_nll(params, config, images, batch_size, labels=None, protocol="thresho
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    ck = cli.open_checkpoint(parser, args.checkpoint or cli.PRETRAINED)
+    path = cli.checkpoint_path(args.checkpoint)
+    ck = cli.open_checkpoint(parser, path)
+    if args.protocol is None:                      # the protocol it was trained and measured under
+        args.protocol = ck.meta.get("run", {}).get("test_protocol", "threshold")
     if args.backend == "torch":
         try:
             import torch  # noqa: F401
@@ -91,7 +95,6 @@ def main(argv=None):
     if args.json:
         print(json.dumps(report))
     else:
-        path = args.checkpoint or cli.PRETRAINED
         print(f"{path} ({ck.config['model']}, {args.backend}, {len(images)} {dataset} test images, {how}): "
               f"{format_report(report)}")
     return 0

@@ -32,6 +32,7 @@ from pixelcnn_np import cli
 from pixelcnn_np.checkpoint import save_checkpoint
 from pixelcnn_np.data import DATA_DIR_ENV
 from pixelcnn_np.metrics import nll_report
+from pixelcnn_np.models import dims_per_image
 from pixelcnn_np.progress import Progress
 from pixelcnn_np.train import evaluate
 
@@ -76,12 +77,14 @@ def main(argv=None):
         cli.fail(f"{n_weights:,} float32 weights need {n_weights * 4 / 1e6:.2f} MB, more than --max-mb "
                  f"{args.max_mb}", 2)
 
-    data = cli.load_data(args.data_dir, download=not args.no_download)
+    run = ck.meta.get("run", {})
+    dataset, protocol = run.get("dataset", "mnist"), run.get("test_protocol", "threshold")  # as it was trained
+    data = cli.load_data(args.data_dir, download=not args.no_download, dataset=dataset)
     images, labels = cli.split(data, "test", ck.config)
     bar = Progress(len(images), "test")
-    nll = evaluate(params, ck.config, images, progress=lambda d, t: bar.update(d), labels=labels)
+    nll = evaluate(params, ck.config, images, progress=lambda d, t: bar.update(d), labels=labels, protocol=protocol)
     bar.close()
-    report = nll_report(nll, ck.config["height"] * ck.config["width"])
+    report = nll_report(nll, dims_per_image(ck.config))
 
     steps = ck.opt_state["t"] if ck.opt_state else ck.meta.get("steps")
     epochs = None
@@ -94,7 +97,10 @@ def main(argv=None):
         "steps": steps,
         "epochs": epochs,
         "training_seconds": ck.meta.get("elapsed"),
+        "run": run,                                        # dataset, binarization, test protocol, ...
+        "test_protocol": protocol if ck.config["pixels"] == "binary" else "8-bit pixels",
         "test_nats_per_pixel": report["nats_per_pixel"],
+        "test_nats_per_image": report["nats_per_image"],
         "test_bits_per_dim": report["bits_per_dim"],
         "test_images": len(images),
         "machine": args.machine or cpu_model(),

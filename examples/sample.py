@@ -34,8 +34,7 @@ def build_parser():
     p = cli.OneLineParser(description="Sample MNIST digits from a pixelcnn_np checkpoint.",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", default=None,
-                   help="checkpoint.npz written by train_mnist.py (default: the pretrained model shipped with "
-                        "the package, when present)")
+                   help=cli.checkpoint_help())
     p.add_argument("--n", type=cli.positive_int, default=16, help="number of images")
     p.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="random seed (same seed, same images, either method)")
@@ -61,7 +60,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     parser.check_output("--out", args.out)                 # before sampling, not after it
     parser.check_output("--npy", cli.npy_path(args.npy))
-    ck = cli.open_checkpoint(parser, args.checkpoint or cli.PRETRAINED,
+    ck = cli.open_checkpoint(parser, cli.checkpoint_path(args.checkpoint),
                              hint="" if args.checkpoint else " (pass --checkpoint PATH)")
     config, params = ck.config, ck.params
     if not args.checkpoint:

@@ -28,6 +28,35 @@ import numpy as np
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained.npz"   # the model the package ships
 
+# The shipped models by name (sample.py / evaluate.py --checkpoint NAME): the best of each
+# test protocol, each file's meta saying how it was trained and what it measured
+# (export_pretrained.py). Only the files present in the package are offered.
+PRETRAINED_MODELS = {
+    "seed": ("pretrained.npz", "the seed PixelCNN, 10 epochs, binary digits thresholded at 0.5"),
+    "dynamic": ("pretrained_dynamic.npz", "the dilated PixelCNN trained on dynamically binarized digits, "
+                                          "measured under the papers' stochastic test protocol"),
+    "8bit": ("pretrained_8bit.npz", "8-bit MNIST, 256-way softmax"),
+}
+
+
+def pretrained_models():
+    """{name: (path, description)} of the shipped models whose file is present."""
+    here = PRETRAINED.parent
+    return {name: (here / f, text) for name, (f, text) in PRETRAINED_MODELS.items() if (here / f).exists()}
+
+
+def checkpoint_path(text):
+    """--checkpoint's value: a shipped model's name (`pretrained_models`), else a path."""
+    if text is None:
+        return PRETRAINED
+    shipped = pretrained_models()
+    return shipped[text][0] if text in shipped else Path(text)
+
+
+def checkpoint_help():
+    names = ", ".join(f"{n} ({t})" for n, (_, t) in pretrained_models().items())
+    return f"a checkpoint.npz, or the name of a shipped model: {names} (default: seed)"
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error prints one line (`prog: error: ...`) and exits 2,
