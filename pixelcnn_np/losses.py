@@ -18,6 +18,7 @@ magnitude is safe (z = +-1e4 gives the exact answer, not inf or NaN).
 """
 
 import numpy as np
+from numba import njit
 
 from . import logistic_mixture
 from .activations import sigmoid, softmax
@@ -44,12 +45,7 @@ def bce_with_logits(logits, targets):
     return loss, dlogits.astype(logits.dtype, copy=False)
 
 
-def softmax_cross_entropy(logits, targets):
-    """Categorical cross-entropy over axis 1, mean over the other elements.
-
-    logits (N, K, H, W) float, targets (N, H, W) integers in [0, K)
-    -> loss (float, nats/pixel), dlogits (N, K, H, W) = (softmax(z) - onehot(x)) / count.
-    """
+def _check_softmax_args(logits, targets):
     check_float_array("logits", logits, ndim=4)
     N, K, H, W = logits.shape
     targets = np.asarray(targets)
@@ -59,6 +55,72 @@ def softmax_cross_entropy(logits, targets):
         raise TypeError(f"targets must be integers in [0, {K}), got dtype {targets.dtype}")
     if targets.size and (targets.min() < 0 or targets.max() >= K):
         raise ValueError(f"targets must lie in [0, {K}), got range [{targets.min()}, {targets.max()}]")
+    return targets
+
+
+def softmax_cross_entropy(logits, targets):
+    """Categorical cross-entropy over axis 1, mean over the other elements.
+
+    logits (N, K, H, W) float, targets (N, H, W) integers in [0, K)
+    -> loss (float, nats/pixel), dlogits (N, K, H, W) = (softmax(z) - onehot(x)) / count.
+
+    The engine: one Numba pass per image over its (K, H W) block of logits, which stays
+    in cache (`_softmax_ce_kernel`); `softmax_cross_entropy_reference` is the same in
+    NumPy, line by line the equations above.
+    """
+    targets = _check_softmax_args(logits, targets)
+    N, K, H, W = logits.shape
+    z = np.ascontiguousarray(logits).reshape(N, K, H * W)
+    dlogits = np.empty_like(z)
+    nll = _softmax_ce_kernel(z, np.ascontiguousarray(targets.reshape(N, H * W), dtype=np.int64), dlogits,
+                             1.0 / max(1, N * H * W))
+    return float(nll.sum() / max(1, N * H * W)), dlogits.reshape(N, K, H, W)
+
+
+@njit(cache=True)
+def _softmax_ce_kernel(z, targets, dz, scale):
+    """For every image n and position q: nll[n, q] = logsumexp_k z[n, k, q] - z[n, x, q]
+    (x = targets[n, q]) and dz[n, :, q] = scale * (softmax(z[n, :, q]) - onehot(x)).
+
+    z, dz (N, K, Q) with Q = H W; targets (N, Q) int64 -> nll (N, Q) float64. Three
+    sweeps over k per image (max, sum of exp, the gradient), each along the contiguous
+    q axis, so one image's block (256 x 784 float32 = 0.8 MB) is read from cache after
+    the first. Sums in float64. Serial: the loss is a small part of a step, and the
+    prange habit is kept to the conv engine's own threads."""
+    N, K, Q = z.shape
+    nll = np.empty((N, Q))
+    m = np.empty(Q, dtype=z.dtype)                # the max, in the logits' precision
+    s = np.empty(Q)
+    for n in range(N):
+        for q in range(Q):
+            m[q] = z[n, 0, q]
+        for k in range(1, K):
+            for q in range(Q):
+                if z[n, k, q] > m[q]:
+                    m[q] = z[n, k, q]
+        for q in range(Q):
+            s[q] = 0.0
+        for k in range(K):                        # e = exp(z - m), kept in dz; s = sum_k e
+            for q in range(Q):
+                e = np.exp(z[n, k, q] - m[q])
+                dz[n, k, q] = e
+                s[q] += e
+        for q in range(Q):
+            s[q] = scale / s[q]                   # from here on: scale / sum_k e
+        for k in range(K):
+            for q in range(Q):
+                dz[n, k, q] *= s[q]
+        for q in range(Q):
+            x = targets[n, q]
+            nll[n, q] = m[q] + np.log(scale / s[q]) - z[n, x, q]
+            dz[n, x, q] -= scale
+    return nll
+
+
+def softmax_cross_entropy_reference(logits, targets):
+    """NumPy twin of `softmax_cross_entropy` (the equations of the module docstring)."""
+    targets = _check_softmax_args(logits, targets)
+    N, K, H, W = logits.shape
     m = logits.max(axis=1, keepdims=True)                                   # (N, 1, H, W)
     lse = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))                  # (N, H, W)
     picked = np.take_along_axis(logits, targets[:, None].astype(np.intp), axis=1)[:, 0]  # (N, H, W)
