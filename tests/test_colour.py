@@ -244,3 +244,25 @@ def test_colour_loss_is_the_mean_of_the_per_colour_losses(pixels):
         assert np.allclose(dlogits[:, k * P:(k + 1) * P], per[k][1] / 3)
     nll = per_pixel_nll(logits, images, config)
     assert nll.shape == (2, 3, 4, 5) and np.isclose(nll.mean(), loss)
+
+
+@pytest.mark.parametrize("name", COLOUR_NAMES)
+def test_colour_checkpoint_round_trip(tmp_path, name):
+    """A colour checkpoint loads as the same colour model: config, weights, logits; and a
+    file whose conv0 has one input channel under a colour config is refused."""
+    from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    config = colour_config(name, "8bit", 3 if MODELS[name].CONDITIONAL else 0)
+    params = random_params(config, np.random.default_rng(7), np.float32)
+    save_checkpoint(tmp_path / "c.npz", params, config)
+    ck = load_checkpoint(tmp_path / "c.npz")
+    assert ck.config == config and ck.config["channels"] == 3
+    rng = np.random.default_rng(8)
+    x = rng.uniform(0, 1, (2, 3, config["height"], config["width"])).astype(np.float32)
+    labels = labels_for(config, 2, rng)
+    model = get_model(config)
+    np.testing.assert_array_equal(model.forward(ck.params, x, ck.config, labels=labels)[0],
+                                  model.forward(params, x, config, labels=labels)[0])
+    grey = {k: v for k, v in config.items() if k != "channels"}
+    save_checkpoint(tmp_path / "g.npz", params, grey)                   # colour weights, grey config
+    with pytest.raises(CheckpointError, match="shape"):
+        load_checkpoint(tmp_path / "g.npz")
