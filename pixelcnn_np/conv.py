@@ -213,11 +213,11 @@ def _image_chunks(rows, hw, n_images):
 def _correlate(x, wk, taps, dilation, KH, KW, b=None):
     """y (N, O, H*W) = w_kept (O, C*T) applied to the kept taps of x (N, C, H, W), + b (O,) if given.
 
-    Per chunk of nb images: gather its columns (C*T, nb, H*W), one GEMM, add the bias while
-    the chunk's rows of y are still in cache. A one-image chunk (every 64-channel layer:
-    320 x 784 columns are already 1 MB) is multiplied straight into y[n] (`out=`), with no
-    temporary and no copy; a chunk of several images comes out as (O, nb, H*W) and is
-    copied into y transposed."""
+    Per chunk of nb images: gather its columns (C*T, nb, H*W), then one GEMM per image,
+    written straight into y[n] (`out=`: no temporary, no transposed copy; cols[:, k] is a
+    strided view BLAS reads as it is), and add the bias while the chunk's rows of y are
+    still in cache. (Every 64-channel layer has one image per chunk anyway: 320 x 784
+    columns are already 1 MB.)"""
     N, C, H, W = x.shape
     O, CT = wk.shape
     HW = H * W
@@ -234,10 +234,8 @@ def _correlate(x, wk, taps, dilation, KH, KW, b=None):
         for n0, n1 in group:
             cols = _columns(CT, n1 - n0, HW, x.dtype)
             _gather_taps_kernel(x[n0:n1], off_y, off_x, cols)
-            if n1 - n0 == 1:
-                np.matmul(wk, cols[:, 0], out=y[n0])              # (O, HW), straight into y
-            else:
-                y[n0:n1] = (wk @ cols.reshape(CT, -1)).reshape(O, n1 - n0, HW).transpose(1, 0, 2)
+            for k in range(n1 - n0):                             # one GEMM per image, straight into y
+                np.matmul(wk, cols[:, k], out=y[n0 + k])          # (O, CT) @ (CT, HW) -> (O, HW)
             if b is not None:
                 y[n0:n1] += b[:, None]                             # bias, while y[n0:n1] is in cache
     run_in_threads(chunks, _image_chunks(CT, HW, N))
@@ -266,9 +264,9 @@ def _weight_grad(x, dy, taps, dilation, KH, KW):
         for n0, n1 in group:
             cols = _columns(C * T, n1 - n0, HW, x.dtype)
             _gather_taps_kernel(x[n0:n1], off_y, off_x, cols)
-            dyc = dy[n0:n1].transpose(1, 0, 2, 3).reshape(O, -1)  # (O, nb*HW): a view when nb = 1
-            np.matmul(cols.reshape(C * T, -1), dyc.T, out=product)  # (C*T, O)
-            dwk_t += product
+            for k in range(n1 - n0):                             # image n0 + k: (C*T, HW) @ (HW, O)
+                np.matmul(cols[:, k], dy[n0 + k].reshape(O, HW).T, out=product)
+                dwk_t += product
         return dwk_t
     partial_sums = run_in_threads(partial_sum, _image_chunks(C * T, HW, N))
     return sum(partial_sums, np.zeros((C * T, O), dtype=x.dtype)).T  # added in a fixed order
