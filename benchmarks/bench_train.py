@@ -23,7 +23,7 @@ runs (each `conv._correlate` and `conv._weight_grad` call: forward, dx and dW of
 layer), counts its kept-tap multiply-adds (N*H*W * O * C*T, T kept taps; 2 FLOP each),
 then times this box's own sgemm (np.matmul, float32) on that work in the same run, two
 ways: each product as one whole-batch GEMM (BLAS's N threads), and as the engine's own
-per-chunk GEMMs (one-thread BLAS, divided by N: the engine runs N chunks at a time).
+per-image GEMMs (one-thread BLAS, divided by N: the engine runs N images at a time).
 `kept-tap GFLOP / our step time` is the engine's effective rate; `sgemm time / our step
 time` is the fraction of the matrix-multiply limit it reaches (everything else in the
 step, the gathers, ReLU, loss and Adam, counts against it).
@@ -199,23 +199,18 @@ def torch_step(s):
 
 def step_gemms(s):
     """[(kind, M, K, N, chunks)] of every GEMM of one training step of ours (M x K times
-    K x N over the whole batch, which the engine runs as `chunks`, a list of (M, K, N) per
-    chunk of images: conv._image_chunks), recorded by wrapping the engine's two GEMM drivers
-    for one step."""
+    K x N over the whole batch, which the engine runs as `chunks`, a list of (M, K, N), one
+    GEMM per image (dW transposed: (C*T, HW) @ (HW, O)), recorded by wrapping the engine's
+    two GEMM drivers for one step. (1x1 layers run as one batched matmul; counted per image.)"""
     from pixelcnn_np import conv
     shapes = []
     correlate, weight_grad = conv._correlate, conv._weight_grad
-
-    def chunk_images(rows, N, HW, KH, KW):
-        if KH == 1 and KW == 1:                                  # 1x1: one GEMM per image
-            return [1] * N
-        return [n1 - n0 for n0, n1 in conv._image_chunks(rows, HW, N)]
 
     def rec_correlate(x, wk, taps, dilation, KH, KW, *a):
         N, C, H, W = x.shape
         O, CT = wk.shape
         if len(taps):
-            chunks = [(O, CT, n * H * W) for n in chunk_images(CT, N, H * W, KH, KW)]
+            chunks = [(O, CT, H * W)] * N                         # one GEMM per image
             shapes.append(("y = Wk cols", O, CT, N * H * W, chunks))
         return correlate(x, wk, taps, dilation, KH, KW, *a)
 
@@ -223,7 +218,7 @@ def step_gemms(s):
         N, C, H, W = x.shape
         O, CT = dy.shape[1], C * len(taps)
         if len(taps):                                            # the engine computes dWk^T = cols dy^T
-            chunks = [(CT, n * H * W, O) for n in chunk_images(CT, N, H * W, KH, KW)]
+            chunks = [(CT, H * W, O)] * N
             shapes.append(("dWk = dy cols^T", O, N * H * W, CT, chunks))
         return weight_grad(x, dy, taps, dilation, KH, KW, *a)
     conv._correlate, conv._weight_grad = rec_correlate, rec_weight_grad
@@ -253,12 +248,12 @@ def sgemm_seconds(M, K, N, reps=3):
 def limit_report(s, t_step, n_threads):
     """Lines: the step's kept-tap GFLOP, our effective GFLOP/s, and this box's sgemm
     GFLOP/s on the same work, two ways: as one whole-batch GEMM per product (the shapes
-    issue 20 named), and as the engine's own per-chunk GEMMs (each distinct shape timed
-    once, counted as often as the step runs it). The chunk figure is the tighter limit:
+    issue 20 named), and as the engine's own per-image GEMMs (each distinct shape timed
+    once, counted as often as the step runs it). The per-image figure is the tighter limit:
     those GEMMs' operands fit in cache, and BLAS runs them faster than the whole-batch ones.
-    The engine runs its chunks n_threads at a time, each on a one-thread BLAS, so the chunk
-    limit is their one-thread time divided by n_threads (perfect scaling); the whole-batch
-    GEMMs are timed with BLAS's n_threads threads."""
+    The engine runs its images n_threads at a time, each thread on a one-thread BLAS, so
+    that limit is their one-thread time divided by n_threads (perfect scaling); the
+    whole-batch GEMMs are timed with BLAS's n_threads threads."""
     from threadpoolctl import threadpool_limits
     shapes = step_gemms(s)
     counts, chunk_counts = {}, {}
@@ -271,14 +266,14 @@ def limit_report(s, t_step, n_threads):
     with threadpool_limits(1, user_api="blas"):
         t_chunks = sum(sgemm_seconds(*shape, reps=9) * c for shape, c in chunk_counts.items()) / n_threads
     lines = [f"kept-tap work: {flop / 1e9:.1f} GFLOP per step in {len(shapes)} GEMMs "
-             f"({sum(chunk_counts.values())} chunk GEMMs)"]
+             f"({sum(chunk_counts.values())} per-image GEMMs)"]
     for (kind, M, K, N), c in sorted(counts.items(), key=lambda kv: -kv[0][1] * kv[0][2] * kv[0][3] * kv[1]):
         lines.append(f"    {c:2d} x {kind:16s} {M:5d} x {K:6d} x {N:6d}")
     lines.append(f"  this box's sgemm, whole-batch shapes: {t_gemm:.3f} s, {flop / 1e9 / t_gemm:.1f} GFLOP/s")
-    lines.append(f"  this box's sgemm, the engine's chunk shapes (1-thread time / {n_threads}): {t_chunks:.3f} s, "
+    lines.append(f"  this box's sgemm, the engine's per-image GEMM shapes (1-thread time / {n_threads}): {t_chunks:.3f} s, "
                  f"{flop / 1e9 / t_chunks:.1f} GFLOP/s")
     lines.append(f"  ours: {flop / 1e9 / t_step:.1f} GFLOP/s effective = {t_gemm / t_step:.0%} of the whole-batch "
-                 f"sgemm limit, {t_chunks / t_step:.0%} of the chunk-shape one")
+                 f"sgemm limit, {t_chunks / t_step:.0%} of the per-image one")
     return lines
 
 
