@@ -96,7 +96,7 @@ def main(argv=None):
         print(json.dumps(report))
     else:
         print(f"{path} ({ck.config['model']}, {args.backend}, {len(images)} {dataset} test images, {how}): "
-              f"{format_report(report)}")
+              f"{format_report(report, 'dim' if ck.config.get('channels', 1) > 1 else 'pixel')}")
     return 0
 
 

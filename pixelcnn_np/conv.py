@@ -71,9 +71,7 @@ _CHUNK_ELEMENTS = 1 << 18
 # 0.450 s against 0.512 s for the rule before (layers of fewer than 1024 gathered rows left
 # to OpenBLAS's threads) and 0.512 s for BLAS's threads everywhere. OpenBLAS's threads
 # meet at the end of every product, and on a core that something else also uses, that
-# wait is where the time goes. Kept, at 1 (every layer is shared), because memory.py
-# reads it for its estimate of the column buffers.
-_THREADED_MIN_ROWS = 1
+# wait is where the time goes.
 
 # One reusable column buffer per dtype and thread (threads.py runs chunks on several
 # threads). A fresh 16 MB array per chunk would be page-faulted in by the gather on

@@ -35,8 +35,9 @@ def append_epoch(history, s, test, n_test, seconds, config, log=print):
     history["epochs"].append({"epoch": s.epoch + 1, "step": s.step, "train": train, "test": test,
                               "seconds": seconds, "test_images": n_test})
     D = dims_per_image(config)
-    log(f"epoch {s.epoch + 1}: train {format_report(nll_report(train, D))}")
-    log(f"epoch {s.epoch + 1}: test  {format_report(nll_report(test, D))} "
+    per = "dim" if config.get("channels", 1) > 1 else "pixel"
+    log(f"epoch {s.epoch + 1}: train {format_report(nll_report(train, D), per)}")
+    log(f"epoch {s.epoch + 1}: test  {format_report(nll_report(test, D), per)} "
         f"({n_test} images) [{format_seconds(seconds)} elapsed]")
 
 

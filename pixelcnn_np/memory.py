@@ -45,9 +45,9 @@ widths, batches and image sizes.
 
 B, from conv.py's rule: a buffer of max(_CHUNK_ELEMENTS, rows * H * W) elements per
 thread and dtype for the largest gather, rows = C * T for a layer with C input channels
-and T kept taps (O * T for its input gradient); layers with rows >= _THREADED_MIN_ROWS
-run on every thread of threads.py, the others on the calling one. (The probes never
-see B grow: they reuse the one small buffer their warm-up allocates.)
+and T kept taps (O * T for its input gradient); every gathering layer runs on every
+thread of threads.py, and the calling thread keeps one small buffer of its own. (The
+probes never see B grow: they reuse the one small buffer their warm-up allocates.)
 
 Calibration: the peak RSS of a fresh process, M (/proc/self/status VmHWM, reset after
 compiling at batch 1 and read after two steps of training_steps at batch N, minus the
@@ -235,18 +235,17 @@ def workspace_bytes(config, dtype=np.float32, n_threads=None):
     row, (K // 2 + 1) K, which every causal mask here keeps at most."""
     n_threads = threads.n_threads() if n_threads is None else n_threads
     hw = config["height"] * config["width"]
-    largest = {True: 0, False: 0}                          # threaded layers / the calling thread
+    largest = 0                                            # the largest gather of any layer
     for shape in _shapes(config):
         if len(shape) != 4 or shape[2] * shape[3] == 1:    # matrices and 1x1 convs gather nothing
             continue
         O, C, KH, KW = shape
         taps = (KH // 2 + 1) * KW
         for rows in (C * taps, O * taps):                  # forward and dw; dx
-            threaded = rows >= conv._THREADED_MIN_ROWS
-            largest[threaded] = max(largest[threaded], rows * hw)
-    elements = max(conv._CHUNK_ELEMENTS, largest[False])
-    if largest[True]:
-        elements += n_threads * max(conv._CHUNK_ELEMENTS, largest[True])
+            largest = max(largest, rows * hw)
+    elements = conv._CHUNK_ELEMENTS                        # the calling thread's own buffer
+    if largest:
+        elements += n_threads * max(conv._CHUNK_ELEMENTS, largest)   # one per thread of threads.py
     return elements * np.dtype(dtype).itemsize
 
 

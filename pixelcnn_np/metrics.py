@@ -22,6 +22,8 @@ def nll_report(nats_per_pixel, pixels_per_image):
     }
 
 
-def format_report(report):
-    return (f"{report['nats_per_pixel']:.4f} nats/pixel, {report['nats_per_image']:.2f} nats/image, "
+def format_report(report, per="pixel"):
+    """One line of all four units. per="dim" for a colour model, whose mean is over
+    sub-pixels (the report's "nats_per_pixel" key keeps its name in every JSON file)."""
+    return (f"{report['nats_per_pixel']:.4f} nats/{per}, {report['nats_per_image']:.2f} nats/image, "
             f"{report['bits_per_dim']:.4f} bits/dim, perplexity {report['perplexity']:.4f}")

@@ -403,7 +403,7 @@ def train(engine, config, run, start, train_set, test_set, out, *, max_steps=Non
                 return 130
     print_table(history, D)
     print(f"done: {state['step']} steps, {format_seconds(elapsed())} wall time; "
-          f"test {format_report(nll_report(nll, D))}")
+          f"test {format_report(nll_report(nll, D), 'dim' if config.get('channels', 1) > 1 else 'pixel')}")
     return 0
 
 
