@@ -80,3 +80,20 @@ def test_a_tiny_colour_run_then_sampling_and_evaluation(tmp_path):
     r = run("evaluate.py", "--checkpoint", out / "checkpoint.npz", "--limit", "8", "--dataset", "mnist",
             "--data-dir", MNIST)
     assert r.returncode == 2 and "reads (3, 28, 28)" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"real MNIST not found at {MNIST}")
+def test_train_torch_trains_colour_and_both_backends_agree(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "torch_run"
+    r = run("train_torch.py", "--dataset", "colour-mnist-v1", "--data-dir", MNIST, "--max-steps", "2", "--out", out,
+            *TINY)
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(out / "checkpoint.npz").config["channels"] == 3
+    reports = []
+    for backend in ("numpy", "torch"):
+        r = run("evaluate.py", "--checkpoint", out / "checkpoint.npz", "--limit", "8", "--json", "--backend", backend,
+                "--data-dir", MNIST)
+        assert r.returncode == 0, r.stderr
+        reports.append(json.loads(r.stdout))
+    assert np.isclose(reports[0]["bits_per_dim"], reports[1]["bits_per_dim"], rtol=1e-5)
