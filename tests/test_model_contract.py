@@ -24,10 +24,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twin_check import assert_twin_matches
 from gradcheck import check_directional, check_elementwise, model_loss, positive_params, random_params
 from pixelcnn_np.checkpoint import check_params_match, load_checkpoint, save_checkpoint
-from pixelcnn_np.models import CONTRACT, DISPLAY_NAMES, MODELS, describe, get_model, loss_and_grad, make_config, \
-    model_input
+from pixelcnn_np.models import CONTRACT, DISPLAY_NAMES, MODELS, describe, get_model, make_config, model_input
 from pixelcnn_np.receptive_field import reach, receptive_field, theoretical_region
 from pixelcnn_np.sampling import sample_cached, sample_naive
 
@@ -398,41 +398,15 @@ def test_matches_its_torch_twin(name, n_classes, pixels):
     the same logits and loss, and autograd's gradients of every parameter and of the
     input equal our backward's; from_torch gives back the very arrays and config."""
     torch = pytest.importorskip("torch")
-    from pixelcnn_np import torch_models
-    from pixelcnn_np.torch_bridge import from_torch, parameter_names, to_torch
+    from pixelcnn_np.torch_bridge import from_torch
     torch.set_num_threads(1)
 
     config = tiny_config(name, pixels, n_classes)
-    model = get_model(config)
     rng = np.random.default_rng(9)
     params = random_params(config, rng)
     images = random_images(config, rng, 3)
     labels = np.array([3, 0, 3]) if n_classes else None
-    x = model_input(images, config, np.float64)
-    logits, cache = model.forward(params, x, config, labels=labels)
-    loss, dlogits = loss_and_grad(logits, images, config)
-    grads = model.backward(dlogits, cache, need_dx=True)
-
-    module = to_torch(params, config)
-    assert type(module) is getattr(torch_models, model.TORCH_TWIN)
-    xt = torch.tensor(x, requires_grad=True)
-    out = module(xt, torch.from_numpy(labels)) if n_classes else module(xt)
-    if pixels == "binary":
-        loss_t = torch.nn.functional.binary_cross_entropy_with_logits(out, torch.from_numpy(x))
-    elif pixels == "logistic":
-        from pixelcnn_np.torch_engine import mixture_log_prob
-        loss_t = -mixture_log_prob(out, torch.from_numpy(images.astype(np.int64)), config["n_mix"]).mean()
-    else:
-        loss_t = torch.nn.functional.cross_entropy(out, torch.from_numpy(images.astype(np.int64)))
-    loss_t.backward()
-    np.testing.assert_allclose(out.detach().numpy(), logits, rtol=1e-10, atol=1e-12)
-    assert loss == pytest.approx(loss_t.item(), rel=1e-12)
-    named = dict(module.named_parameters())
-    assert set(named) == set(parameter_names(config).values())
-    assert all(p.dtype == torch.float64 for p in named.values())
-    for ours, theirs in parameter_names(config).items():
-        np.testing.assert_allclose(named[theirs].grad.numpy(), grads[ours], rtol=1e-10, atol=1e-13, err_msg=ours)
-    np.testing.assert_allclose(xt.grad.numpy(), grads["x"], rtol=1e-10, atol=1e-13)
+    module = assert_twin_matches(params, config, images, labels)
 
     back, config2 = from_torch(module)
     assert config2 == config and set(back) == set(params)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from gradcheck import random_params
-from pixelcnn_np.models import MODELS, get_model, loss_and_grad, make_config, model_input
+from twin_check import assert_twin_matches
+from pixelcnn_np.models import MODELS, get_model, make_config, model_input
 
 torch = pytest.importorskip("torch")
 
@@ -43,51 +44,14 @@ def random_images(config, rng, n):
     return rng.integers(0, 2 if config["pixels"] == "binary" else 256, size=(n, 3, 4, 5))
 
 
-def torch_loss(out, images, x, config):
-    """The mean NLL per sub-pixel, from torch's own losses: each colour's P logits
-    (R's first) scored as one grey image's."""
-    F = torch.nn.functional
-    N, _, H, W = out.shape
-    z = out.reshape(N * 3, -1, H, W)
-    if config["pixels"] == "binary":
-        return F.binary_cross_entropy_with_logits(z, torch.from_numpy(x).reshape(N * 3, 1, H, W))
-    target = torch.from_numpy(images.astype(np.int64)).reshape(N * 3, H, W)
-    if config["pixels"] == "logistic":
-        from pixelcnn_np.torch_engine import mixture_log_prob
-        return -mixture_log_prob(z, target, config["n_mix"]).mean()
-    return F.cross_entropy(z, target)
-
-
 @pytest.mark.parametrize("name, n_classes, pixels", CASES, ids=CASE_IDS)
 def test_colour_twin_matches_logits_and_gradients(name, n_classes, pixels):
-    from pixelcnn_np import torch_models
-    from pixelcnn_np.torch_bridge import parameter_names, to_torch
-
     config = colour_config(name, pixels, n_classes)
-    model = get_model(config)
     rng = np.random.default_rng(9)
     params = random_params(config, rng)
     images = random_images(config, rng, 3)
     labels = np.array([2, 0, 2]) if n_classes else None
-    x = model_input(images, config, np.float64)
-    logits, cache = model.forward(params, x, config, labels=labels)
-    loss, dlogits = loss_and_grad(logits, images, config)
-    grads = model.backward(dlogits, cache, need_dx=True)
-
-    module = to_torch(params, config)
-    assert type(module) is getattr(torch_models, model.TORCH_TWIN)
-    xt = torch.tensor(x, requires_grad=True)
-    out = module(xt, torch.from_numpy(labels)) if n_classes else module(xt)
-    loss_t = torch_loss(out, images, x, config)
-    loss_t.backward()
-    assert out.shape == logits.shape == (3, model.out_channels(config), 4, 5)
-    np.testing.assert_allclose(out.detach().numpy(), logits, rtol=1e-10, atol=1e-12)
-    assert loss == pytest.approx(loss_t.item(), rel=1e-12)
-    named = dict(module.named_parameters())
-    assert set(named) == set(parameter_names(config).values())
-    for ours, theirs in parameter_names(config).items():
-        np.testing.assert_allclose(named[theirs].grad.numpy(), grads[ours], rtol=1e-10, atol=1e-13, err_msg=ours)
-    np.testing.assert_allclose(xt.grad.numpy(), grads["x"], rtol=1e-10, atol=1e-13)
+    assert_twin_matches(params, config, images, labels)
 
 
 @pytest.mark.parametrize("name", COLOUR_NAMES)
@@ -95,8 +59,6 @@ def test_colour_twin_masks_are_the_models(name):
     """Every masked weight of ours is multiplied in the twin by exactly our mask, and
     the colour masks are not all ones (so the comparison above is a colour one)."""
     from pixelcnn_np.torch_bridge import parameter_names, to_torch
-
-    from pixelcnn_np import pixelcnn
 
     config = colour_config(name, "8bit")
     module = to_torch(random_params(config, np.random.default_rng(1)), config)
