@@ -7,7 +7,12 @@ samples_default.png, sampling.gif, completions.png, receptive_field.png, masks.p
 per_pixel_nll.png, likelihood_extremes.png and ink_probability.png are made from
 `pixelcnn_np/pretrained.npz` (or --checkpoint). loss_curve_<name>.png is the training curve
 of a run, so it is redrawn only when --run points at that run's folder: its checkpoint's
-history (every step's loss), else its metrics.json (one train and test point per epoch).
+history (every step's loss), else its metrics.json (one train and test point per epoch); a
+run measured under the stochastic test protocol is drawn against the papers' figures
+(metrics.PUBLISHED_BINARIZED_MNIST):
+
+    python examples/make_figures.py --data-dir ../shared/mnist --only loss_curve \
+        --run /work/runs/dyn_dilated --run-name dynamic --curve-x epoch
 --only redraws just the figures named (per_pixel_nll runs the model on all 10,000 test
 digits, the slowest of them).
 """
@@ -22,6 +27,7 @@ import numpy as np
 from pixelcnn_np.checkpoint import CheckpointError, load_checkpoint
 from pixelcnn_np.cli import PRETRAINED, OneLineParser
 from pixelcnn_np.data import DATA_DIR_ENV, DataError, binarize, load_mnist
+from pixelcnn_np.metrics import published_references
 from pixelcnn_np.models import describe
 from pixelcnn_np.plots import (
     completion_figure, ink_probability, ink_probability_figure, likelihood_extremes_figure, loss_curve_figure,
@@ -49,12 +55,21 @@ def run_history(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def run_protocol(run_dir):
+    """The test protocol a run was measured under ("threshold" or "stochastic"), from its
+    metrics.json; "threshold" for runs older than the stochastic protocol."""
+    path = Path(run_dir) / "metrics.json"
+    return json.loads(path.read_text()).get("test_protocol", "threshold") if path.exists() else "threshold"
+
+
 def main(argv=None):
     p = OneLineParser(description="Regenerate the README figures from the pretrained checkpoint.")
     p.add_argument("--checkpoint", default=str(PRETRAINED))
     p.add_argument("--data-dir", default=None, help=f"MNIST folder (default: ${DATA_DIR_ENV}, else ./data)")
     p.add_argument("--run", default=None, help="a training run's --out folder, to redraw its loss curve")
     p.add_argument("--run-name", default="default", help="the curve is written to loss_curve_<run-name>.png")
+    p.add_argument("--curve-x", choices=("step", "epoch"), default="step",
+                   help="the loss curve's x axis (default: step)")
     p.add_argument("--only", nargs="+", choices=FIGURES, default=FIGURES, help="redraw only these figures")
     p.add_argument("--out", default=str(HERE / "figures"))
     args = p.parse_args(argv)
@@ -110,8 +125,10 @@ def main(argv=None):
                     out / "ink_probability.png")
 
     if history is not None:
-        save_figure(loss_curve_figure(history, title=f"Training curve of the {args.run_name} run: train and "
-                                                     f"test NLL"),
+        # a run measured under the papers' protocol is drawn against the papers' figures
+        refs = published_references() if run_protocol(args.run) == "stochastic" else None
+        save_figure(loss_curve_figure(history, x=args.curve_x, references=refs,
+                                      title=f"Training curve of the {args.run_name} run: train and test NLL"),
                     out / f"loss_curve_{args.run_name}.png")
     print(f"wrote the figures to {out}")
     return 0

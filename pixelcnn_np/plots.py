@@ -53,7 +53,7 @@ def bits_to_nats(bits):
     return np.asarray(bits) * math.log(2)
 
 
-def loss_curve_figure(history, x="step", title="Training curve"):
+def loss_curve_figure(history, x="step", title="Training curve", references=None):
     """Train and test NLL in nats/pixel (left axis) and bits/dim (right axis).
 
     history: a training run's record, either the checkpoint's meta["history"] or the
@@ -68,6 +68,8 @@ def loss_curve_figure(history, x="step", title="Training curve"):
     Lines, labelled: "train batch" and, over 100 steps, "train (mean of k)" (per-step
     losses, when given), "train (epoch mean)" and "test" (one point per epoch row). The
     right axis is the left one divided by ln 2 (`nats_to_bits`): one curve, two units.
+    references: optional {label: nats/pixel}, each drawn as a dotted horizontal line with its
+    label (e.g. `metrics.published_references()`: the papers' figures a run is held against).
     """
     if x not in ("step", "epoch"):
         raise ValueError(f"x must be 'step' or 'epoch', got {x!r}")
@@ -92,11 +94,14 @@ def loss_curve_figure(history, x="step", title="Training curve"):
         ep_x = np.array([e["step"] for e in ep], dtype=np.float64) * scale
         ax.plot(ep_x, [e["train"] for e in ep], "s--", color="C0", mfc="white", label="train (epoch mean)")
         ax.plot(ep_x, [e["test"] for e in ep], "o-", color="C3", label="test")
+    for n, (label, nats) in enumerate((references or {}).items()):
+        ax.axhline(nats, ls=":", lw=1.2, color=f"C{(n + 4) % 10}", label=label)
     ax.set_xlabel("optimizer step" if x == "step" else "epoch")
     ax.set_ylabel("NLL (nats/pixel)")
     ax.set_title(title)
     if len(losses):                          # the first steps (0.69 nats and more) would squash the rest
-        lo = np.nanmin(np.concatenate([losses, [e[key] for e in ep for key in ("train", "test")]]))
+        lo = np.nanmin(np.concatenate([losses, [e[key] for e in ep for key in ("train", "test")],
+                                       list((references or {}).values())]))
         ax.set_ylim(lo * 0.95, np.percentile(losses, 99) * 1.05)
     sec = ax.secondary_yaxis("right", functions=(nats_to_bits, bits_to_nats))
     sec.set_ylabel("NLL (bits/dim)")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pixelcnn_np import plots
+from pixelcnn_np.metrics import PUBLISHED_BINARIZED_MNIST, published_references
 from pixelcnn_np.masks import causal_mask, horizontal_mask, vertical_mask
 from pixelcnn_np.models import get_model, make_config
 from pixelcnn_np.receptive_field import receptive_field, theoretical_region
@@ -397,3 +398,27 @@ def test_loss_curve_with_step_losses_plots_every_batch(tmp_path):
     save(fig, tmp_path, "curve_steps.png")
     with pytest.raises(ValueError, match="x must be"):
         plots.loss_curve_figure(history, x="seconds")
+
+
+def test_loss_curve_draws_the_published_figures_a_run_is_held_against(tmp_path):
+    """references: one dotted horizontal line per published figure, at nats/image / 784, labelled
+    with the paper's own number; an unknown name is refused, naming the known ones."""
+    metrics = {"epochs": [{"epoch": 1, "step": 100, "train": 0.125, "test": 0.111},
+                          {"epoch": 2, "step": 200, "train": 0.110, "test": 0.109}]}
+    refs = published_references()
+    assert refs == {"PixelCNN 81.30 nats/image": 81.30 / 784, "PixelRNN 79.20 nats/image": 79.20 / 784}
+    fig = plots.loss_curve_figure(metrics, x="epoch", references=refs)
+    lines = lines_by_label(fig.axes[0])
+    for label, nats in refs.items():
+        np.testing.assert_allclose(lines[label].get_ydata(), [nats, nats])
+        assert lines[label].get_linestyle() == ":"
+    lo, hi = fig.axes[0].get_ylim()
+    assert lo < 79.20 / 784 and hi > 0.125                                  # every line is in view
+    save(fig, tmp_path, "curve_refs.png")
+    assert set(lines_by_label(plots.loss_curve_figure(metrics).axes[0])) == {"train (epoch mean)", "test"}
+    with pytest.raises(ValueError, match="no published figure named 'PixelCNN\\+\\+'.*PixelSNAIL"):
+        published_references(["PixelCNN++"])
+    models = [row[0] for row in PUBLISHED_BINARIZED_MNIST]
+    assert len(set(models)) == len(models)
+    assert all(70 < nats < 90 and binarization in ("static", "dynamic")
+               for _, nats, binarization, _ in PUBLISHED_BINARIZED_MNIST)
