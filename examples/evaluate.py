@@ -79,7 +79,11 @@ def main(argv=None):
         print(f"evaluating all {len(images)} test images (--limit N for a quicker look)", file=sys.stderr)
     if args.backend == "numpy":
         bar = Progress(len(images), "test", enabled=not args.json)
-        nll = evaluate(ck.params, ck.config, images, batch_size=args.batch_size, progress=lambda d, t: bar.update(d),
+
+        def show(done, total):                     # total: images times draws (stochastic protocol)
+            bar.total = total
+            bar.update(done)
+        nll = evaluate(ck.params, ck.config, images, batch_size=args.batch_size, progress=show,
                        labels=labels, protocol=args.protocol, draws=args.draws)
         bar.close()
     else:

@@ -65,3 +65,18 @@ def test_evaluate_under_the_stochastic_protocol():
     assert np.isclose(per_pixel.mean(), by_hand(d1))
     with pytest.raises(ValueError):
         evaluate(params, config, g, protocol="stochastic", draws=0)
+
+
+def test_progress_counts_every_draw_of_the_test_set():
+    """progress(done, total) counts images over all draws: total = draws * N, ending at total
+    (evaluate.py's bar once stopped at N and then ran past it, "10100/10000")."""
+    config = make_config("pixelcnn", hidden=4, n_layers=1, kernel_size=3, height=6, width=6)
+    params = get_model(config).init_params(config, np.random.default_rng(1), np.float64)
+    g = grey()
+    for protocol, draws, expected_total in [("stochastic", 3, 3 * len(g)), ("threshold", 3, len(g))]:
+        seen = []
+        evaluate(params, config, g, batch_size=3, protocol=protocol, draws=draws,
+                 progress=lambda d, t: seen.append((d, t)))
+        assert {t for _, t in seen} == {expected_total}
+        done = [d for d, _ in seen]
+        assert done == sorted(done) and done[-1] == expected_total
