@@ -62,7 +62,9 @@ def loss_curve_figure(history, x="step", title="Training curve", references=None
          "epochs": [{"epoch": e, "step": s, "train": nats/pixel, "test": nats/pixel}, ...]}
     Each epoch row's "train" is the mean training loss over that epoch's batches (for a
     run's final, partial-epoch row: over the last epoch's worth of batches), so it lags
-    behind the weights of the row's step; its "test" is the test NLL at that step.
+    behind the weights of the row's step; its "test" is the test NLL at that step. Rows measured
+    on different numbers of test images (their "test_images": a run's epoch ends on its
+    --eval-limit subset, its final row on the whole test set) are drawn as separate series.
     x: "step" (optimizer steps) or "epoch" (steps / steps per epoch, read off the rows).
 
     Lines, labelled: "train batch" and, over 100 steps, "train (mean of k)" (per-step
@@ -93,7 +95,14 @@ def loss_curve_figure(history, x="step", title="Training curve", references=None
     if ep:
         ep_x = np.array([e["step"] for e in ep], dtype=np.float64) * scale
         ax.plot(ep_x, [e["train"] for e in ep], "s--", color="C0", mfc="white", label="train (epoch mean)")
-        ax.plot(ep_x, [e["test"] for e in ep], "o-", color="C3", label="test")
+        sizes = sorted({e.get("test_images") for e in ep}, key=lambda n: (n is None, n))
+        if len(sizes) == 1:
+            ax.plot(ep_x, [e["test"] for e in ep], "o-", color="C3", label="test")
+        else:                                # epoch ends on a subset, the final row on all: not one line
+            for n, size in enumerate(sizes):
+                rows = [k for k, e in enumerate(ep) if e.get("test_images") == size]
+                ax.plot(ep_x[rows], [ep[k]["test"] for k in rows], "o-" if n == 0 else "D",
+                        color="C3" if n == 0 else "C1", label=f"test ({size:,} images)" if size else "test")
     for n, (label, nats) in enumerate((references or {}).items()):
         ax.axhline(nats, ls=":", lw=1.2, color=f"C{(n + 4) % 10}", label=label)
     ax.set_xlabel("optimizer step" if x == "step" else "epoch")

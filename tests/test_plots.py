@@ -422,3 +422,18 @@ def test_loss_curve_draws_the_published_figures_a_run_is_held_against(tmp_path):
     assert len(set(models)) == len(models)
     assert all(70 < nats < 90 and binarization in ("static", "dynamic")
                for _, nats, binarization, _ in PUBLISHED_BINARIZED_MNIST)
+
+
+def test_loss_curve_keeps_test_rows_of_different_test_set_sizes_apart(tmp_path):
+    """Epoch ends measured on a 2,000-image subset and a final row on all 10,000 are two series,
+    not one line joining numbers of two different test sets."""
+    metrics = {"epochs": [{"epoch": 1, "step": 100, "train": 0.9, "test": 0.78, "test_images": 2000},
+                          {"epoch": 2, "step": 200, "train": 0.8, "test": 0.76, "test_images": 2000},
+                          {"epoch": 2.5, "step": 250, "train": 0.79, "test": 0.77, "test_images": 10000}]}
+    lines = lines_by_label(plots.loss_curve_figure(metrics, x="epoch").axes[0])
+    assert "test" not in lines
+    np.testing.assert_allclose(lines["test (2,000 images)"].get_ydata(), [0.78, 0.76])
+    np.testing.assert_allclose(lines["test (10,000 images)"].get_xdata(), [2.5])
+    for row in metrics["epochs"]:
+        row["test_images"] = 10000
+    assert "test" in lines_by_label(plots.loss_curve_figure(metrics).axes[0])
