@@ -12,7 +12,7 @@ run measured under the stochastic test protocol is drawn against the papers' fig
 (metrics.PUBLISHED_BINARIZED_MNIST):
 
     python examples/make_figures.py --data-dir ../shared/mnist --only loss_curve \
-        --run /work/runs/dyn_dilated --run-name dynamic --curve-x epoch
+        --run runs/dyn_dilated --run-name dynamic --curve-x epoch
 --only redraws just the figures named (per_pixel_nll runs the model on all 10,000 test
 digits, the slowest of them).
 """

@@ -30,7 +30,7 @@ def format_report(report, per="pixel"):
 
 
 # Published test NLLs on binarized MNIST, in nats/image (-log p(x) summed over the 784 pixels),
-# the figures issue 22 holds this project's long runs against. "static": the papers' one fixed
+# the figures this project's stochastic-protocol runs are held against. "static": the papers' one fixed
 # Bernoulli(pixel/255) draw of the data; "dynamic": trained on a fresh draw every batch. Both are
 # measured on Bernoulli-drawn test digits, which is what `--test-protocol stochastic` reproduces;
 # none of them is comparable with a threshold-protocol figure (pixel >= 128), a much easier task.

@@ -63,12 +63,13 @@ def loss_curve_figure(history, x="step", title="Training curve", references=None
     Each epoch row's "train" is the mean training loss over that epoch's batches (for a
     run's final, partial-epoch row: over the last epoch's worth of batches), so it lags
     behind the weights of the row's step; its "test" is the test NLL at that step. Rows measured
-    on different numbers of test images (their "test_images": a run's epoch ends on its
-    --eval-limit subset, its final row on the whole test set) are drawn as separate series.
+    on different numbers of test images (their "test_images": a run under a time budget
+    measures its epoch ends on the first 2,000, its final row on all) are drawn apart.
     x: "step" (optimizer steps) or "epoch" (steps / steps per epoch, read off the rows).
 
     Lines, labelled: "train batch" and, over 100 steps, "train (mean of k)" (per-step
-    losses, when given), "train (epoch mean)" and "test" (one point per epoch row). The
+    losses, when given), "train (epoch mean)" and "test" (one point per epoch row; "test (n
+    images)", one series per size, where the rows' sizes differ). The
     right axis is the left one divided by ln 2 (`nats_to_bits`): one curve, two units.
     references: optional {label: nats/pixel}, each drawn as a dotted horizontal line with its
     label (e.g. `metrics.published_references()`: the papers' figures a run is held against).
